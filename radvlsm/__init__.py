@@ -1,0 +1,5 @@
+"""radvlsm: prompt-driven lesion localization, segmentation, diagnosis and reporting."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

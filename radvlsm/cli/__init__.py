@@ -1,0 +1,1 @@
+"""Command-line interface (``radvlsm``). Thin commands that call library functions; nothing imports this."""

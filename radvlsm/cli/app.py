@@ -1,0 +1,48 @@
+"""The ``radvlsm`` command: one typer app, each command in a module of its own."""
+
+from __future__ import annotations
+
+import typer
+
+from radvlsm import __version__
+from radvlsm.cli.logsetup import setup_logging
+
+app = typer.Typer(
+    name="radvlsm",
+    help="Find, segment and diagnose lesions in medical images, and write the report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+train_app = typer.Typer(help="Train the embedded default models.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"radvlsm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Warnings and errors only."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    setup_logging(1 if verbose else -1 if quiet else 0)
+
+
+def _register() -> None:
+    """Attach the commands. Imported here, not at module top, so each command module stays independent."""
+
+
+_register()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Fusion: radiomics + lesion-aware visual features into a diagnosis."""

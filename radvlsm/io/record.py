@@ -1,0 +1,116 @@
+"""The typed record every reader returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+
+
+class Modality(str, Enum):
+    """Imaging modality, named by its DICOM code (tag (0008,0060)) where one exists."""
+
+    CT = "CT"
+    MR = "MR"
+    US = "US"  # ultrasound
+    ES = "ES"  # endoscopy (colonoscopy)
+    XC = "XC"  # external-camera photography (dermoscopy)
+    OT = "OT"  # other / unknown (plain image files carry no modality)
+
+    @classmethod
+    def from_dicom(cls, code: str | None) -> Modality:
+        try:
+            return cls(str(code).strip().upper())
+        except ValueError:
+            return cls.OT
+
+
+@dataclass(frozen=True)
+class VolumeGeometry:
+    """Physical geometry of a volume, in the ITK / DICOM patient (LPS) convention.
+
+    ``spacing``, ``origin`` are (x, y, z) in millimetres; ``direction`` is the 3x3 direction-cosine matrix,
+    row-major, whose columns are the directions of the x, y and z voxel axes. The pixel array of a volume
+    record is indexed ``[z, y, x]`` (as SimpleITK's ``GetArrayFromImage`` returns it).
+    """
+
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    direction: tuple[float, float, float, float, float, float, float, float, float]
+
+    def direction_matrix(self) -> np.ndarray:
+        return np.asarray(self.direction, dtype=np.float64).reshape(3, 3)
+
+    def index_to_physical(self, ijk: np.ndarray) -> np.ndarray:
+        """Map voxel indices ``(..., 3)`` in (x, y, z) order to physical points in mm."""
+        ijk = np.asarray(ijk, dtype=np.float64)
+        return np.asarray(self.origin) + (ijk * np.asarray(self.spacing)) @ self.direction_matrix().T
+
+    def physical_to_index(self, xyz: np.ndarray) -> np.ndarray:
+        """Map physical points ``(..., 3)`` in mm to continuous voxel indices in (x, y, z) order."""
+        xyz = np.asarray(xyz, dtype=np.float64) - np.asarray(self.origin)
+        return (xyz @ np.linalg.inv(self.direction_matrix()).T) / np.asarray(self.spacing)
+
+
+@dataclass(frozen=True, eq=False)
+class ImageRecord:
+    """One image or volume as read from disk.
+
+    Attributes:
+        path: the file (or, for a DICOM series, the folder) it came from.
+        pixels: read-only array. 2-D images: ``(H, W)`` grayscale or ``(H, W, 3)`` RGB, in the stored bit
+            depth (``uint8`` or ``uint16``); CT is rescaled to Hounsfield units (``float32``). Volumes:
+            ``(Z, Y, X)``.
+        modality: DICOM modality code, ``OT`` when the file does not say.
+        original_dtype: the dtype the file stored (before any rescale to HU).
+        pixel_spacing_mm: ``(row, column)`` spacing of a 2-D image (or of a volume's slices) in mm, ``None``
+            when unknown (plain image files).
+        geometry: full geometry of a volume; ``None`` for 2-D images.
+        series_uid: DICOM SeriesInstanceUID when the input was DICOM.
+    """
+
+    path: Path
+    pixels: np.ndarray
+    modality: Modality = Modality.OT
+    original_dtype: str = "uint8"
+    pixel_spacing_mm: tuple[float, float] | None = None
+    geometry: VolumeGeometry | None = None
+    series_uid: str | None = None
+    frames: int = field(default=1)
+
+    def __post_init__(self) -> None:
+        if self.pixels.flags.writeable:
+            arr = self.pixels.view()
+            arr.flags.writeable = False
+            object.__setattr__(self, "pixels", arr)
+
+    @property
+    def is_volume(self) -> bool:
+        return self.geometry is not None
+
+    @property
+    def stem(self) -> str:
+        """Case id: file name without its (possibly double, ``.nii.gz``) extension."""
+        return case_stem(self.path)
+
+    @property
+    def size_hw(self) -> tuple[int, int]:
+        """(height, width) of a 2-D image or of one slice of a volume."""
+        if self.is_volume:
+            return int(self.pixels.shape[1]), int(self.pixels.shape[2])
+        return int(self.pixels.shape[0]), int(self.pixels.shape[1])
+
+
+_DOUBLE_SUFFIXES = (".nii.gz",)
+
+
+def case_stem(path: str | Path) -> str:
+    """File name without its extension, treating ``.nii.gz`` as one extension."""
+    name = Path(path).name
+    low = name.lower()
+    for suf in _DOUBLE_SUFFIXES:
+        if low.endswith(suf):
+            return name[: -len(suf)]
+    return Path(name).stem

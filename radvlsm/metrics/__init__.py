@@ -1,0 +1,1 @@
+"""Segmentation, detection and classification metrics. Knows no model."""

@@ -1,0 +1,1 @@
+"""Reporting: measured findings and structured reports."""

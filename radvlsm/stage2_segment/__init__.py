@@ -1,0 +1,1 @@
+"""Stage 2: SAM-based box-prompted multitask segmenter with multi-candidate aggregation."""
