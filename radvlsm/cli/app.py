@@ -35,6 +35,9 @@ def _root(
 
 def _register() -> None:
     """Attach the commands. Imported here, not at module top, so each command module stays independent."""
+    from radvlsm.cli import evaluate as _ev
+
+    app.command("evaluate")(_ev.evaluate)
 
 
 _register()
