@@ -39,6 +39,10 @@ def _register() -> None:
 
     app.command("evaluate")(_ev.evaluate)
 
+    from radvlsm.cli import train as _train
+
+    train_app.command("segmenter")(_train.segmenter)
+
 
 _register()
 

@@ -15,7 +15,10 @@ def shared_datasets_root() -> Path:
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env)
-    candidates = [Path.cwd() / ".." / "shared" / "datasets", Path(__file__).resolve().parents[3] / "shared" / "datasets"]
+    candidates = [
+        Path.cwd() / ".." / "shared" / "datasets",
+        Path(__file__).resolve().parents[3] / "shared" / "datasets",
+    ]
     for c in candidates:
         if c.is_dir():
             return c.resolve()

@@ -1,0 +1,38 @@
+"""``radvlsm train …``: thin wrappers over the training recipes."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import typer
+
+from radvlsm.cli.logsetup import console
+from radvlsm.data.paths import shared_datasets_root
+
+log = logging.getLogger(__name__)
+
+
+def segmenter(
+    data: Path = typer.Option(
+        None, "--data", help="Folder holding ph2/ and kvasir-seg/ (default: ../shared/datasets)."
+    ),
+    out: Path = typer.Option(Path("runs/segmenter"), "--out", "-o", help="Run folder: checkpoint, log, final model."),
+    epochs: int = typer.Option(80, min=1, help="Training epochs."),
+    batch_size: int = typer.Option(16, min=2, help="Images per step (each with several box candidates)."),
+    threads: int = typer.Option(2, min=1, help="CPU threads."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
+    export: Path = typer.Option(None, "--export", help="Copy the final model (safetensors + config) here."),
+) -> None:
+    """Train the box-prompted segmenter on the PH2 and Kvasir-SEG training splits."""
+    from radvlsm.stage2_segment.train import TrainConfig, train_segmenter
+
+    root = data or shared_datasets_root()
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, threads=threads)
+    train_segmenter(root, out, cfg, resume=resume, console=console)
+    if export is not None:
+        export.mkdir(parents=True, exist_ok=True)
+        for f in (out / "final").iterdir():
+            shutil.copy2(f, export / f.name)
+        log.info("exported the trained model to %s", export)

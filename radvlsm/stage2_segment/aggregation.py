@@ -1,0 +1,85 @@
+"""Multi-candidate aggregation: K box candidates of one image → one mask and one reliability.
+
+Each candidate's reliability is what the network says of it: predicted IoU times the probability that its
+box holds a lesion (when the model has a presence head), times its input score raised to ``score_power``.
+Candidates the presence head rejects (< ``presence_threshold``) are dropped unless all are. The rest are
+weighted by ``(reliability × consensus)^sharpness``, where consensus is a candidate's mean soft IoU with the
+other candidates (a wrong box disagrees with the others), and their probability maps are averaged with
+those weights. The image's reliability is the weighted mean reliability of its candidates.
+
+``best_iou`` (keep the candidate with the highest predicted IoU) and ``mean`` (plain average) are the two
+baselines this is measured against (``benchmarks/segmenter_accuracy.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+Method = Literal["reliability", "best_iou", "mean"]
+
+
+@dataclass(frozen=True)
+class AggregationConfig:
+    method: Method = "reliability"
+    sharpness: float = 4.0
+    score_power: float = 1.0
+    presence_threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """``probability (h, w)`` fused map; ``weights (K,)`` summing to 1; ``reliability (K,)`` per candidate;
+    ``image_reliability`` in [0, 1]; ``lesion_present`` False when every candidate was rejected."""
+
+    probability: torch.Tensor
+    weights: torch.Tensor
+    reliability: torch.Tensor
+    image_reliability: float
+    lesion_present: bool
+
+
+def soft_iou_matrix(probs: torch.Tensor) -> torch.Tensor:
+    """``(K, h, w)`` probability maps → ``(K, K)`` soft IoU (sum of min over sum of max)."""
+    flat = probs.flatten(1)
+    k = flat.shape[0]
+    inter = torch.minimum(flat.unsqueeze(1), flat.unsqueeze(0)).sum(-1)
+    union = torch.maximum(flat.unsqueeze(1), flat.unsqueeze(0)).sum(-1)
+    return torch.where(union > 0, inter / union.clamp_min(1e-6), torch.ones(k, k, dtype=flat.dtype))
+
+
+def aggregate(
+    probs: torch.Tensor,
+    predicted_iou: torch.Tensor,
+    presence: torch.Tensor | None,
+    scores: torch.Tensor,
+    cfg: AggregationConfig = AggregationConfig(),
+) -> Aggregate:
+    """Fuse the ``K`` candidates of one image.
+
+    Args:
+        probs: ``(K, h, w)`` mask probabilities. predicted_iou: ``(K,)``. presence: ``(K,)`` probabilities
+            or ``None``. scores: ``(K,)`` input scores in [0, 1] (1 when the user gave none).
+    """
+    k = probs.shape[0]
+    iou = predicted_iou.clamp(0, 1)
+    pres = presence if presence is not None else torch.ones_like(iou)
+    rel = iou * pres * scores.clamp(0, 1) ** cfg.score_power
+    keep = pres >= cfg.presence_threshold
+    lesion_present = bool(keep.any())
+    if not lesion_present:
+        keep = torch.ones_like(keep)
+    if cfg.method == "mean":
+        w = keep.float()
+    elif cfg.method == "best_iou":
+        w = torch.zeros(k)
+        w[int(torch.argmax(torch.where(keep, iou, torch.full_like(iou, -1.0))))] = 1.0
+    else:
+        sim = soft_iou_matrix(probs)
+        cons = (sim.sum(1) - 1) / (k - 1) if k > 1 else torch.ones(1)
+        w = (rel * cons).clamp_min(1e-6) ** cfg.sharpness * keep.float()
+    w = w / w.sum()
+    fused = (w.view(k, 1, 1) * probs).sum(0)
+    return Aggregate(fused, w, rel, float((w * rel).sum()), lesion_present)

@@ -1,0 +1,91 @@
+"""The configuration that travels with a segmenter's weights (``config.json`` beside ``model.safetensors``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Literal
+
+from radvlsm.errors import ConfigError
+
+ResizeMode = Literal["stretch", "longest_side"]
+EncoderKind = Literal["compact", "sam_vit_b", "sam_vit_l", "sam_vit_h"]
+
+CONFIG_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """Architecture and preprocessing of a box-prompted segmenter.
+
+    Attributes:
+        name: registry name of the builder that made it (``compact``, ``sam_vit_b`` …).
+        encoder: image encoder family.
+        image_size: side of the square model input, pixels.
+        resize_mode: ``stretch`` resizes the image to ``image_size``² ignoring aspect (MedSAM, compact);
+            ``longest_side`` scales the longest side to ``image_size`` and pads bottom/right (SAM).
+        embed_dim: channels of the image embedding and of the prompt/decoder transformer.
+        embedding_stride: image pixels per embedding cell (16 for every encoder here).
+        encoder_channels: compact encoder widths at strides 2, 4, 8, 16.
+        encoder_blocks: inverted-residual blocks at strides 4, 8, 16.
+        decoder_depth, decoder_mlp_dim, decoder_heads: the two-way transformer.
+        num_multimask_outputs: SAM's ambiguity outputs (3 for official checkpoints; 0 for ours, which
+            predict one mask per box).
+        hires_skips: fuse stride-4 and stride-2 encoder features into the mask features (ours only).
+        aux_heads: boundary and lesion-presence heads (ours only; official checkpoints have none).
+        pixel_mean, pixel_std: input normalisation on 0..255 RGB.
+    """
+
+    name: str = "compact"
+    encoder: EncoderKind = "compact"
+    image_size: int = 256
+    resize_mode: ResizeMode = "stretch"
+    embed_dim: int = 128
+    embedding_stride: int = 16
+    encoder_channels: tuple[int, int, int, int] = (24, 48, 96, 192)
+    encoder_blocks: tuple[int, int, int] = (2, 3, 4)
+    decoder_depth: int = 2
+    decoder_mlp_dim: int = 512
+    decoder_heads: int = 4
+    num_multimask_outputs: int = 0
+    hires_skips: bool = True
+    aux_heads: bool = True
+    pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
+    pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+    version: int = field(default=CONFIG_VERSION)
+
+    @property
+    def embedding_size(self) -> int:
+        return self.image_size // self.embedding_stride
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, source: Path | None = None) -> SegmenterConfig:
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{source}: not valid JSON ({exc})") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: a segmenter config must be a JSON object")
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(raw) - set(known))
+        if unknown:
+            raise ConfigError(f"{source}: unknown segmenter config keys {unknown}")
+        if raw.get("version", CONFIG_VERSION) > CONFIG_VERSION:
+            raise ConfigError(f"{source}: config version {raw['version']} is newer than this radvlsm supports")
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        cfg = cls(**kwargs)
+        cfg.validate(source)
+        return cfg
+
+    def validate(self, source: Path | None = None) -> None:
+        where = f"{source}: " if source else ""
+        if self.image_size % self.embedding_stride:
+            raise ConfigError(f"{where}image_size {self.image_size} is not a multiple of {self.embedding_stride}")
+        if self.resize_mode not in ("stretch", "longest_side"):
+            raise ConfigError(f"{where}resize_mode must be 'stretch' or 'longest_side', not {self.resize_mode!r}")
+        if self.embed_dim % 16:
+            raise ConfigError(f"{where}embed_dim must be a multiple of 16")

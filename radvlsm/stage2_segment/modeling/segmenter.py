@@ -1,0 +1,100 @@
+"""The box-prompted multitask segmenter: image encoder + SAM prompt encoder + batched mask decoder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from segment_anything.modeling import PromptEncoder
+from torch import nn
+
+from radvlsm.stage2_segment.config import SegmenterConfig
+from radvlsm.stage2_segment.modeling.mask_decoder import BatchedMaskDecoder, DecoderOutput
+
+
+@dataclass(frozen=True)
+class ImageFeatures:
+    """What the image encoder computed for ``B`` images, reused by every prompt on them.
+
+    Attributes:
+        embedding: ``(B, D, S/16, S/16)``.
+        hires: ``(hires4 (B, D/8, S/4, S/4), hires2 (B, D/8, S/2, S/2))`` for encoders that give them.
+    """
+
+    embedding: torch.Tensor
+    hires: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.embedding.shape[0])
+
+
+class LesionSegmenter(nn.Module):
+    """Image encoder, SAM :class:`PromptEncoder` and :class:`BatchedMaskDecoder`.
+
+    The submodules are named as in ``segment_anything``'s ``Sam`` (``image_encoder``, ``prompt_encoder``,
+    ``mask_decoder``) so that official SAM and MedSAM state dicts load unchanged.
+    """
+
+    def __init__(
+        self,
+        config: SegmenterConfig,
+        image_encoder: nn.Module,
+        prompt_encoder: PromptEncoder,
+        mask_decoder: BatchedMaskDecoder,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.image_encoder = image_encoder
+        self.prompt_encoder = prompt_encoder
+        self.mask_decoder = mask_decoder
+        self.register_buffer("pixel_mean", torch.tensor(config.pixel_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(config.pixel_std).view(1, 3, 1, 1), persistent=False)
+        self._dense_pe: torch.Tensor | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[no-untyped-def]
+        self._dense_pe = None  # moved to another device or dtype: recompute the cached encoding
+        return super()._apply(fn, recurse)
+
+    def dense_pe(self) -> torch.Tensor:
+        """``(1, D, S/16, S/16)`` positional encoding of the embedding grid; it depends on no input, so it is
+        computed once and cached."""
+        if self._dense_pe is None or self.training:
+            pe = self.prompt_encoder.get_dense_pe()
+            if self.training:
+                return pe
+            self._dense_pe = pe.detach()
+        return self._dense_pe
+
+    def embed(self, images: torch.Tensor) -> ImageFeatures:
+        """Encode ``(B, 3, S, S)`` RGB images with values 0..255 (already resized by the transform)."""
+        x = (images - self.pixel_mean) / self.pixel_std
+        out = self.image_encoder(x)
+        if isinstance(out, tuple):
+            return ImageFeatures(embedding=out[0], hires=(out[1], out[2]))
+        return ImageFeatures(embedding=out)
+
+    def decode(self, features: ImageFeatures, boxes: torch.Tensor, image_index: torch.Tensor) -> DecoderOutput:
+        """Decode ``N`` box prompts in one batched pass.
+
+        Args:
+            features: from :meth:`embed`, for ``B`` images.
+            boxes: ``(N, 4)`` XYXY in pixels of the ``S``×``S`` model input.
+            image_index: ``(N,)`` long, which image each box belongs to.
+        """
+        sparse, dense = self.prompt_encoder(points=None, boxes=boxes, masks=None)
+        return self.mask_decoder.forward_batched(
+            image_embeddings=features.embedding,
+            image_pe=self.dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense[:1],
+            image_index=image_index,
+            hires=features.hires,
+        )
+
+    def forward(self, images: torch.Tensor, boxes: torch.Tensor, image_index: torch.Tensor) -> DecoderOutput:
+        return self.decode(self.embed(images), boxes, image_index)

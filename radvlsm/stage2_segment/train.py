@@ -1,0 +1,309 @@
+"""Training recipe of the box-prompted segmenter (``radvlsm train segmenter``).
+
+Data: the training parts of the shared datasets (PH2 folds other than the hold-out fold, Kvasir-SEG
+``train``); validation Dice each epoch on PH2's hold-out fold and Kvasir-SEG ``val`` (monitoring only:
+the exported model is the last epoch's, chosen by no validation figure).
+
+Prompts: for every image, ``candidates`` boxes drawn MedSAM-style from the ground-truth box with random
+edge jitter of increasing size, and with probability ``negative_prob`` one box that holds no lesion (its
+target is an empty mask and its presence label 0), so the aggregation and presence heads learn what a
+wrong candidate looks like.
+
+Checkpoints: ``OUT/checkpoint.pt`` after every epoch (model, optimiser, schedule, epoch, history; tensors and
+plain values only, loadable with ``weights_only=True``); ``--resume`` continues from it. ``OUT/train.log``
+gets one line per epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from radvlsm.data.boxes import jitter_box, mask_to_box, negative_box
+from radvlsm.data.cases import LesionCase, read_dataset
+from radvlsm.data.splits import PH2_HOLDOUT_FOLD, kvasir_split, ph2_folds
+from radvlsm.io import read_image, read_mask
+from radvlsm.stage2_segment.build import build_from_config, save_segmenter
+from radvlsm.stage2_segment.config import SegmenterConfig
+from radvlsm.stage2_segment.losses import LossWeights, segmenter_loss
+from radvlsm.stage2_segment.modeling import LesionSegmenter
+from radvlsm.stage2_segment.preprocess import as_model_rgb
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one training run (saved as ``OUT/train_config.json``)."""
+
+    epochs: int = 80
+    batch_size: int = 16
+    candidates: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 2
+    jitter: tuple[float, ...] = (0.05, 0.15, 0.3, 0.2)
+    exact_box_prob: float = 0.25
+    negative_prob: float = 0.3
+    ph2_repeat: int = 2
+    seed: int = 2026
+    threads: int = 2
+    loss: LossWeights = field(default_factory=LossWeights)
+    model: SegmenterConfig = field(default_factory=SegmenterConfig)
+
+
+@dataclass(frozen=True)
+class CachedSet:
+    """Images and masks resized to the model input, held in memory.
+
+    ``images (N, S, S, 3)`` uint8, ``masks (N, S, S)`` uint8 {0, 1}, ``source`` the dataset name per image.
+    """
+
+    case_ids: tuple[str, ...]
+    source: tuple[str, ...]
+    images: np.ndarray
+    masks: np.ndarray
+
+
+def cache_cases(cases: Sequence[LesionCase], source: str, size: int) -> CachedSet:
+    """Read and resize (stretch, area interpolation) every case; masks are thresholded after resizing."""
+    imgs = np.zeros((len(cases), size, size, 3), np.uint8)
+    msks = np.zeros((len(cases), size, size), np.uint8)
+    for i, case in enumerate(cases):
+        rgb = as_model_rgb(read_image(case.image_path))
+        imgs[i] = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
+        m = read_mask(case.mask_path).astype(np.float32)
+        msks[i] = cv2.resize(m, (size, size), interpolation=cv2.INTER_AREA) >= 0.5
+    return CachedSet(tuple(c.case_id for c in cases), (source,) * len(cases), imgs, msks)
+
+
+def concat_sets(sets: Sequence[CachedSet]) -> CachedSet:
+    return CachedSet(
+        sum((s.case_ids for s in sets), ()),
+        sum((s.source for s in sets), ()),
+        np.concatenate([s.images for s in sets]),
+        np.concatenate([s.masks for s in sets]),
+    )
+
+
+def shared_training_data(datasets_root: Path, size: int) -> tuple[CachedSet, CachedSet, CachedSet]:
+    """(PH2 train folds, Kvasir-SEG train, validation = PH2 hold-out fold + Kvasir-SEG val)."""
+    ph2 = read_dataset(datasets_root / "ph2", "ph2")
+    kv = read_dataset(datasets_root / "kvasir-seg", "kvasir-seg")
+    folds, ksplit = ph2_folds(), kvasir_split()
+    hold = str(PH2_HOLDOUT_FOLD)
+    ph2_train = cache_cases(ph2.subset(folds.ids_except(hold)).cases, "ph2", size)
+    kv_train = cache_cases(kv.subset(ksplit.ids("train")).cases, "kvasir-seg", size)
+    val = concat_sets([
+        cache_cases(ph2.subset(folds.ids(hold)).cases, "ph2", size),
+        cache_cases(kv.subset(ksplit.ids("val")).cases, "kvasir-seg", size),
+    ])
+    return ph2_train, kv_train, val
+
+
+def augmentation(seed: int) -> A.Compose:
+    return A.Compose([
+        A.HorizontalFlip(p=0.5),
+        A.VerticalFlip(p=0.5),
+        A.RandomRotate90(p=0.5),
+        A.Affine(
+            scale=(0.75, 1.25), translate_percent=(-0.1, 0.1), rotate=(-30, 30),
+            border_mode=cv2.BORDER_REFLECT_101, p=0.7,
+        ),
+        A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.04, p=0.8),
+        A.GaussianBlur(blur_limit=(3, 5), p=0.1),
+        A.GaussNoise(std_range=(0.01, 0.05), p=0.1),
+    ], seed=seed)
+
+
+@dataclass(frozen=True)
+class PromptBatch:
+    """One training batch: ``images (B,3,S,S)`` float 0..255, ``boxes (N,4)`` model-input XYXY,
+    ``image_index (N,)``, ``targets (N,S,S)`` {0,1}, ``present (N,)`` {0,1}."""
+
+    images: torch.Tensor
+    boxes: torch.Tensor
+    image_index: torch.Tensor
+    targets: torch.Tensor
+    present: torch.Tensor
+
+
+def sample_prompts(
+    mask: np.ndarray, rng: np.random.Generator, cfg: TrainConfig
+) -> tuple[list[np.ndarray], list[bool]]:
+    """``cfg.candidates`` boxes for one (augmented) mask and whether each holds the lesion."""
+    hw = mask.shape
+    gt = mask_to_box(mask)
+    assert gt is not None  # callers never pass an empty mask (internal invariant, not user input)
+    boxes, present = [], []
+    for k in range(cfg.candidates):
+        if k == cfg.candidates - 1 and rng.random() < cfg.negative_prob:
+            neg = negative_box(mask, rng)
+            if neg is not None:
+                boxes.append(neg)
+                present.append(False)
+                continue
+        if k == 0 and rng.random() < cfg.exact_box_prob:
+            boxes.append(gt.copy())
+        else:
+            boxes.append(jitter_box(gt, cfg.jitter[k % len(cfg.jitter)], rng, hw))
+        present.append(True)
+    return boxes, present
+
+
+def make_batch(data: CachedSet, idx: Sequence[int], rng: np.random.Generator, cfg: TrainConfig,
+               aug: A.Compose) -> PromptBatch:
+    images, boxes, index, targets, present = [], [], [], [], []
+    for b, i in enumerate(idx):
+        img, m = data.images[i], data.masks[i]
+        out = aug(image=img, mask=m)
+        if out["mask"].any():
+            img, m = out["image"], out["mask"]
+        bxs, pres = sample_prompts(m, rng, cfg)
+        images.append(img)
+        for box, p in zip(bxs, pres, strict=True):
+            boxes.append(box)
+            index.append(b)
+            targets.append(m if p else np.zeros_like(m))
+            present.append(p)
+    return PromptBatch(
+        images=torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float(),
+        boxes=torch.from_numpy(np.stack(boxes)).float(),
+        image_index=torch.tensor(index, dtype=torch.long),
+        targets=torch.from_numpy(np.stack(targets)).float(),
+        present=torch.tensor(present, dtype=torch.float32),
+    )
+
+
+@torch.no_grad()
+def validate(model: LesionSegmenter, data: CachedSet, batch_size: int = 32) -> dict[str, float]:
+    """Mean Dice per source with exact ground-truth boxes, at model-input resolution."""
+    model.eval()
+    dices: dict[str, list[float]] = {}
+    for start in range(0, len(data.case_ids), batch_size):
+        sl = slice(start, start + batch_size)
+        masks = data.masks[sl]
+        boxes = np.stack([mask_to_box(m) for m in masks])
+        imgs = torch.from_numpy(data.images[sl]).permute(0, 3, 1, 2).float()
+        out = model(imgs, torch.from_numpy(boxes).float(), torch.arange(len(masks)))
+        logits = torch.nn.functional.interpolate(out.mask_logits.unsqueeze(1), masks.shape[-2:], mode="bilinear",
+                                                 align_corners=False)[:, 0]
+        pred = (logits > 0).numpy()
+        for p, g, src in zip(pred, masks.astype(bool), data.source[sl], strict=True):
+            inter = np.logical_and(p, g).sum()
+            denom = p.sum() + g.sum()
+            dices.setdefault(src, []).append(1.0 if denom == 0 else 2 * inter / denom)
+    return {k: float(np.mean(v)) for k, v in dices.items()}
+
+
+def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    warm = cfg.warmup_epochs * steps_per_epoch
+    total = cfg.epochs * steps_per_epoch
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm)))) * 0.99 + 0.01
+
+    return f
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def train_segmenter(
+    datasets_root: Path,
+    out_dir: Path,
+    cfg: TrainConfig = TrainConfig(),
+    resume: bool = False,
+    console: Console | None = None,
+    data: tuple[CachedSet, CachedSet, CachedSet] | None = None,
+) -> LesionSegmenter:
+    """Train (or resume) a segmenter; returns the trained model and writes ``OUT/final/`` (safetensors + config).
+
+    ``data`` replaces the shared datasets (tests pass small sets).
+    """
+    torch.set_num_threads(cfg.threads)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / "checkpoint.pt"
+    (out_dir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n", encoding="utf-8")
+    t0 = time.perf_counter()
+    ph2_train, kv_train, val = data or shared_training_data(datasets_root, cfg.model.image_size)
+    train = concat_sets([ph2_train] * cfg.ph2_repeat + [kv_train])
+    log.info("training on %d images (%d PH2 x%d, %d Kvasir-SEG), validating on %d; cached in %.0f s",
+             len(train.case_ids), len(ph2_train.case_ids), cfg.ph2_repeat, len(kv_train.case_ids),
+             len(val.case_ids), time.perf_counter() - t0)
+
+    torch.manual_seed(cfg.seed)
+    model = build_from_config(cfg.model)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = len(train.case_ids) // cfg.batch_size
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, steps))
+    start_epoch, history = 0, []
+    if resume and ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start_epoch, history = int(state["epoch"]), list(state["history"])
+        log.info("resumed from %s after epoch %d", ckpt_path, start_epoch)
+
+    aug = augmentation(cfg.seed + start_epoch)
+    progress = Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(), console=console)
+    with progress, ThreadPoolExecutor(max_workers=1) as pool, (out_dir / "train.log").open("a") as logf:
+        for epoch in range(start_epoch, cfg.epochs):
+            model.train()
+            rng = np.random.default_rng([cfg.seed, epoch])
+            order = rng.permutation(len(train.case_ids))[: steps * cfg.batch_size].reshape(steps, cfg.batch_size)
+            task = progress.add_task("train", total=steps, epoch=epoch + 1, loss=float("nan"))
+            te = time.perf_counter()
+            sums = np.zeros(5)
+            nxt = pool.submit(make_batch, train, order[0], rng, cfg, aug)
+            for s in range(steps):
+                batch = nxt.result()
+                if s + 1 < steps:
+                    nxt = pool.submit(make_batch, train, order[s + 1], rng, cfg, aug)
+                out = model(batch.images, batch.boxes, batch.image_index)
+                terms = segmenter_loss(out.mask_logits, out.iou, out.presence_logit, out.boundary_logits,
+                                       batch.targets, batch.present, cfg.loss)
+                opt.zero_grad(set_to_none=True)
+                terms.total.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                sched.step()
+                sums += [float(terms.total.detach()), terms.mask, terms.iou, terms.boundary, terms.presence]
+                progress.update(task, advance=1, loss=sums[0] / (s + 1))
+            progress.remove_task(task)
+            train_s = time.perf_counter() - te
+            val_dice = validate(model, val)
+            rec = {"epoch": epoch + 1, "loss": sums[0] / steps, "mask": sums[1] / steps, "iou": sums[2] / steps,
+                   "boundary": sums[3] / steps, "presence": sums[4] / steps, "lr": sched.get_last_lr()[0],
+                   "images_per_s": steps * cfg.batch_size / train_s,
+                   **{f"val_dice_{k}": v for k, v in val_dice.items()}}
+            history.append(rec)
+            logf.write(json.dumps(rec) + "\n")
+            logf.flush()
+            log.info("epoch %d/%d  loss %.4f  val Dice %s  (%.1f img/s)", epoch + 1, cfg.epochs, rec["loss"],
+                     ", ".join(f"{k} {v:.4f}" for k, v in val_dice.items()), rec["images_per_s"])
+            _save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                         "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history})
+    model.eval()
+    save_segmenter(model, out_dir / "final")
+    return model
