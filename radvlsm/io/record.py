@@ -14,6 +14,10 @@ class Modality(str, Enum):
 
     CT = "CT"
     MR = "MR"
+    MG = "MG"  # mammography
+    CR = "CR"  # computed radiography
+    DX = "DX"  # digital radiography
+    PT = "PT"  # positron emission tomography
     US = "US"  # ultrasound
     ES = "ES"  # endoscopy (colonoscopy)
     XC = "XC"  # external-camera photography (dermoscopy)
@@ -39,6 +43,20 @@ class VolumeGeometry:
     spacing: tuple[float, float, float]
     origin: tuple[float, float, float]
     direction: tuple[float, float, float, float, float, float, float, float, float]
+
+    def __post_init__(self) -> None:
+        spacing = tuple(float(v) for v in self.spacing)
+        origin = tuple(float(v) for v in self.origin)
+        direction = tuple(float(v) for v in self.direction)
+        if len(spacing) != 3 or len(origin) != 3 or len(direction) != 9:
+            raise ValueError("VolumeGeometry needs 3 spacings, 3 origin coordinates and 9 direction cosines")
+        if not all(np.isfinite(v) and v > 0 for v in spacing):
+            raise ValueError(f"voxel spacing must be positive and finite, got {spacing}")
+        if not all(np.isfinite(v) for v in origin + direction):
+            raise ValueError("origin and direction must be finite")
+        object.__setattr__(self, "spacing", spacing)
+        object.__setattr__(self, "origin", origin)
+        object.__setattr__(self, "direction", direction)
 
     def direction_matrix(self) -> np.ndarray:
         return np.asarray(self.direction, dtype=np.float64).reshape(3, 3)
@@ -67,8 +85,13 @@ class ImageRecord:
         original_dtype: the dtype the file stored (before any rescale to HU).
         pixel_spacing_mm: ``(row, column)`` spacing of a 2-D image (or of a volume's slices) in mm, ``None``
             when unknown (plain image files).
-        geometry: full geometry of a volume; ``None`` for 2-D images.
+        geometry: full geometry of a volume; ``None`` for 2-D images (and for multi-frame stacks such as an
+            ultrasound cine, whose frames are a time series, not a stack of slices).
         series_uid: DICOM SeriesInstanceUID when the input was DICOM.
+        frames: number of frames of a multi-frame 2-D input (DICOM cine, multi-page TIFF). When ``frames > 1``
+            and the record is not a volume, ``pixels`` is ``(F, H, W)`` or ``(F, H, W, 3)``.
+        source_format: what the content was read as: ``"png"``, ``"jpeg"``, ``"bmp"``, ``"tiff"``,
+            ``"dicom"`` (one file), ``"dicom-series"`` (a folder) or ``"nifti"``; empty when built in memory.
     """
 
     path: Path
@@ -79,6 +102,7 @@ class ImageRecord:
     geometry: VolumeGeometry | None = None
     series_uid: str | None = None
     frames: int = field(default=1)
+    source_format: str = ""
 
     def __post_init__(self) -> None:
         if self.pixels.flags.writeable:
@@ -88,7 +112,19 @@ class ImageRecord:
 
     @property
     def is_volume(self) -> bool:
+        """True for a 3-D volume (``pixels`` indexed ``[z, y, x]``, ``geometry`` set)."""
         return self.geometry is not None
+
+    @property
+    def is_multiframe(self) -> bool:
+        """True for a 2-D frame stack (cine, multi-page TIFF): ``pixels`` is ``(F, H, W[, 3])``."""
+        return self.geometry is None and self.frames > 1
+
+    @property
+    def is_rgb(self) -> bool:
+        """True when the pixels carry three colour channels in the last axis."""
+        base = 3 if (self.is_volume or self.is_multiframe) else 2
+        return self.pixels.ndim == base + 1 and self.pixels.shape[-1] == 3
 
     @property
     def stem(self) -> str:
@@ -97,8 +133,8 @@ class ImageRecord:
 
     @property
     def size_hw(self) -> tuple[int, int]:
-        """(height, width) of a 2-D image or of one slice of a volume."""
-        if self.is_volume:
+        """(height, width) of a 2-D image, of one slice of a volume or of one frame of a frame stack."""
+        if self.is_volume or self.is_multiframe:
             return int(self.pixels.shape[1]), int(self.pixels.shape[2])
         return int(self.pixels.shape[0]), int(self.pixels.shape[1])
 

@@ -1,0 +1,141 @@
+"""NIfTI-1/-2 volumes (``.nii``, ``.nii.gz``).
+
+Geometry is expressed the way SimpleITK (ITK) expresses it: the DICOM/ITK patient frame (LPS), spacing and
+origin in mm as (x, y, z), direction cosines as columns, pixels indexed ``[z, y, x]``. NIfTI's own world frame
+is RAS; the conversion flips the sign of the first two world axes.
+
+Dimensions:
+
+* 3-D images are read with SimpleITK (which also drops a trailing time axis of length 1).
+* 2-D images are returned as **volumes with one slice** ``(1, Y, X)``: the full 3-D geometry is kept (taken
+  from the NIfTI affine, converted to LPS), so a mask written for them lands in the same place.
+* 4-D (more than one time point or component) and vector/RGB images are rejected.
+
+scl_slope / scl_inter are applied (ITK returns floating point when they are not the identity).
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import zlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk  # noqa: N813 (the library's own convention)
+from nibabel.filebasedimages import ImageFileError
+
+from radvlsm.errors import ImageReadError
+from radvlsm.io.record import ImageRecord, Modality, VolumeGeometry
+
+logger = logging.getLogger(__name__)
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+_NIB_ERRORS = (
+    ImageFileError,
+    OSError,
+    EOFError,
+    ValueError,
+    KeyError,
+    TypeError,
+    IndexError,
+    struct.error,
+    zlib.error,
+    MemoryError,
+)
+_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
+
+
+def is_nifti_name(path: Path) -> bool:
+    """True for ``*.nii`` and ``*.nii.gz`` (case-insensitive)."""
+    return path.name.lower().endswith(NIFTI_SUFFIXES)
+
+
+def geometry_from_sitk(image: sitk.Image) -> VolumeGeometry:
+    """The :class:`VolumeGeometry` of a 3-D SimpleITK image."""
+    return VolumeGeometry(
+        spacing=image.GetSpacing(), origin=image.GetOrigin(), direction=image.GetDirection()
+    )
+
+
+def _geometry_from_affine(affine: np.ndarray) -> VolumeGeometry:
+    """LPS geometry of a NIfTI RAS affine (voxel (i, j, k) -> world mm)."""
+    lps = _RAS_TO_LPS @ np.asarray(affine, dtype=np.float64)[:3]
+    columns = lps[:, :3]
+    spacing = np.linalg.norm(columns, axis=0)
+    spacing[spacing == 0] = 1.0
+    return VolumeGeometry(
+        spacing=tuple(spacing),  # type: ignore[arg-type]
+        origin=tuple(lps[:, 3]),  # type: ignore[arg-type]
+        direction=tuple((columns / spacing).ravel()),  # type: ignore[arg-type]
+    )
+
+
+def read_nifti(path: Path, *, modality_hint: Modality | None = None) -> ImageRecord:
+    """Read a 2-D or 3-D NIfTI image as a volume record.
+
+    Returns:
+        ``pixels`` ``(Z, Y, X)`` in the stored type after scl_slope/scl_inter (``float32`` HU when
+        ``modality_hint`` is CT), ``geometry`` in LPS, ``pixel_spacing_mm`` = (y, x) spacing,
+        ``modality`` = ``modality_hint`` or ``OT`` (NIfTI does not record it).
+
+    Raises:
+        ImageReadError: not NIfTI, truncated, 4-D, vector or RGB voxels, invalid geometry.
+    """
+    try:
+        header_img = nib.load(str(path))
+        shape = tuple(int(v) for v in header_img.shape)
+        stored = header_img.header.get_data_dtype()
+    except PermissionError as exc:
+        raise ImageReadError(path, "permission denied: the file is not readable") from exc
+    except _NIB_ERRORS as exc:
+        raise ImageReadError(path, f"not a readable NIfTI file: {exc}") from exc
+    if stored.names is not None:
+        raise ImageReadError(path, f"NIfTI with compound voxels ({stored}) such as RGB is not supported")
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) > 3:
+        raise ImageReadError(
+            path,
+            f"{len(shape)}-D NIfTI ({'x'.join(map(str, shape))} voxels) is not supported: only 2-D and "
+            "3-D images are (split the time points / components first)",
+        )
+    if len(shape) < 2:
+        raise ImageReadError(path, f"NIfTI with {len(shape)} dimension(s) is not an image")
+    try:
+        if len(shape) == 3:
+            image = sitk.ReadImage(str(path))
+            if image.GetNumberOfComponentsPerPixel() != 1:
+                raise ImageReadError(path, "NIfTI with vector voxels is not supported")
+            pixels = sitk.GetArrayFromImage(image)
+            geometry = geometry_from_sitk(image)
+        else:
+            data = np.asanyarray(header_img.dataobj)
+            pixels = np.ascontiguousarray(data.reshape(shape).T[np.newaxis])  # (X, Y) -> (1, Y, X)
+            affine = header_img.affine
+            if affine is None:
+                raise ImageReadError(path, "NIfTI has no usable affine")
+            geometry = _geometry_from_affine(affine)
+    except ImageReadError:
+        raise
+    except RuntimeError as exc:  # SimpleITK reports every failure as RuntimeError
+        first = str(exc).strip().splitlines()
+        detail = next((ln for ln in first if "ERROR" in ln or "rror" in ln), first[-1] if first else "")
+        raise ImageReadError(path, f"cannot read NIfTI: {detail.strip()[:200]}") from exc
+    except _NIB_ERRORS as exc:
+        raise ImageReadError(path, f"cannot read NIfTI voxels or geometry: {exc}") from exc
+    modality = modality_hint or Modality.OT
+    if modality is Modality.CT and pixels.dtype != np.float32:
+        pixels = pixels.astype(np.float32)
+    return ImageRecord(
+        path=path,
+        pixels=pixels,
+        modality=modality,
+        original_dtype=str(stored),
+        pixel_spacing_mm=(geometry.spacing[1], geometry.spacing[0]),
+        geometry=geometry,
+        frames=1,
+        source_format="nifti",
+    )
