@@ -232,9 +232,7 @@ def _check_decodable(ds: Dataset, path: Path) -> None:
     try:
         decoder = get_decoder(ts)
     except NotImplementedError as exc:
-        raise ImageReadError(
-            path, f"unsupported transfer syntax {label}: pydicom has no decoder for it"
-        ) from exc
+        raise ImageReadError(path, f"unsupported transfer syntax {label}: pydicom has no decoder for it") from exc
     if not decoder.is_available:
         needs = "; ".join(decoder.missing_dependencies) or "a pixel-data plugin"
         raise ImageReadError(
@@ -302,13 +300,11 @@ def _decode(ds: Dataset, path: Path) -> np.ndarray:
         if "Image Storage" in sop:  # an image object whose pixel data is missing: cut short while copying?
             raise ImageReadError(
                 path,
-                f"DICOM file has no pixel data although it is a {sop} object: the file is truncated "
-                "or incomplete",
+                f"DICOM file has no pixel data although it is a {sop} object: the file is truncated or incomplete",
             )
         raise ImageReadError(
             path,
-            f"DICOM file has no pixel data: it is a {sop} (modality {ds.get('Modality', 'unknown')}), "
-            "not an image",
+            f"DICOM file has no pixel data: it is a {sop} (modality {ds.get('Modality', 'unknown')}), not an image",
         )
     _check_decodable(ds, path)
     scrub = _scrubber_of(ds)
@@ -329,9 +325,7 @@ def _decode(ds: Dataset, path: Path) -> np.ndarray:
     return np.asarray(arr)
 
 
-def _to_values(
-    arr: np.ndarray, ds: Dataset, modality: Modality, path: Path, frame: int | None = None
-) -> np.ndarray:
+def _to_values(arr: np.ndarray, ds: Dataset, modality: Modality, path: Path, frame: int | None = None) -> np.ndarray:
     """Apply the modality LUT and the MONOCHROME1 inversion to one decoded image (or all frames of one)."""
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     colour = arr.ndim >= 3 and arr.shape[-1] in (3, 4) and int(ds.get("SamplesPerPixel") or 1) > 1
@@ -574,9 +568,7 @@ def read_dicom_series(folder: Path, *, modality_hint: Modality | None = None) ->
         if non_image:
             what = ", ".join(f"{n} {name}" for name, n in non_image.items())
             raise ImageReadError(folder, f"no DICOM image in the folder, only non-image objects ({what})")
-        hint = (
-            f" (it has subfolders: {', '.join(subfolders[:5])}; pass one series folder)" if subfolders else ""
-        )
+        hint = f" (it has subfolders: {', '.join(subfolders[:5])}; pass one series folder)" if subfolders else ""
         raise ImageReadError(folder, f"no DICOM image files in the folder{hint}")
 
     groups: dict[str, list[tuple[Path, Dataset]]] = {}
@@ -623,14 +615,11 @@ def _check_consistent(folder: Path, slices: list[_Slice]) -> None:
         if not np.allclose(s.spacing, first.spacing, rtol=_SPACING_RTOL):
             raise ImageReadError(
                 folder,
-                f"slices differ in PixelSpacing ({first.path.name} {first.spacing} vs {s.path.name} "
-                f"{s.spacing})",
+                f"slices differ in PixelSpacing ({first.path.name} {first.spacing} vs {s.path.name} {s.spacing})",
             )
 
 
-def _stack_slices(
-    folder: Path, slices: list[_Slice], uid: str, modality_hint: Modality | None
-) -> ImageRecord:
+def _stack_slices(folder: Path, slices: list[_Slice], uid: str, modality_hint: Modality | None) -> ImageRecord:
     _check_consistent(folder, slices)
     first = slices[0]
     row_dir, col_dir = first.orientation[:3], first.orientation[3:]
@@ -669,9 +658,7 @@ def _stack_slices(
         original = original or str(arr.dtype)
         planes.append(_to_values(arr, s.ds, modality, s.path))
     dtypes = {p.dtype for p in planes}
-    volume = np.stack(planes).astype(
-        np.float32 if any(d.kind == "f" for d in dtypes) else np.result_type(*dtypes)
-    )
+    volume = np.stack(planes).astype(np.float32 if any(d.kind == "f" for d in dtypes) else np.result_type(*dtypes))
 
     direction = np.column_stack([row_dir, col_dir, normal])
     geometry = VolumeGeometry(

@@ -6,12 +6,13 @@ is RAS; the conversion flips the sign of the first two world axes.
 
 Dimensions:
 
-* 3-D images are read with SimpleITK (which also drops a trailing time axis of length 1).
+* 3-D images: geometry from SimpleITK's reading of the header (a trailing time axis of length 1 is dropped).
 * 2-D images are returned as **volumes with one slice** ``(1, Y, X)``: the full 3-D geometry is kept (taken
   from the NIfTI affine, converted to LPS), so a mask written for them lands in the same place.
 * 4-D (more than one time point or component) and vector/RGB images are rejected.
 
-scl_slope / scl_inter are applied (ITK returns floating point when they are not the identity).
+Voxel values are read with nibabel, because ITK's NIfTI reader silently replaces NaN and inf with 0.
+scl_slope / scl_inter are applied; scaled integer data comes back as ``float32``.
 """
 
 from __future__ import annotations
@@ -55,9 +56,7 @@ def is_nifti_name(path: Path) -> bool:
 
 def geometry_from_sitk(image: sitk.Image) -> VolumeGeometry:
     """The :class:`VolumeGeometry` of a 3-D SimpleITK image."""
-    return VolumeGeometry(
-        spacing=image.GetSpacing(), origin=image.GetOrigin(), direction=image.GetDirection()
-    )
+    return VolumeGeometry(spacing=image.GetSpacing(), origin=image.GetOrigin(), direction=image.GetDirection())
 
 
 def _geometry_from_affine(affine: np.ndarray) -> VolumeGeometry:
@@ -106,26 +105,28 @@ def read_nifti(path: Path, *, modality_hint: Modality | None = None) -> ImageRec
         raise ImageReadError(path, f"NIfTI with {len(shape)} dimension(s) is not an image")
     try:
         if len(shape) == 3:
-            image = sitk.ReadImage(str(path))
-            if image.GetNumberOfComponentsPerPixel() != 1:
+            info = sitk.ImageFileReader()
+            info.SetFileName(str(path))
+            info.ReadImageInformation()  # header only: the geometry exactly as ITK derives it
+            if info.GetNumberOfComponents() != 1:
                 raise ImageReadError(path, "NIfTI with vector voxels is not supported")
-            pixels = sitk.GetArrayFromImage(image)
-            geometry = geometry_from_sitk(image)
+            geometry = VolumeGeometry(spacing=info.GetSpacing(), origin=info.GetOrigin(), direction=info.GetDirection())
         else:
-            data = np.asanyarray(header_img.dataobj)
-            pixels = np.ascontiguousarray(data.reshape(shape).T[np.newaxis])  # (X, Y) -> (1, Y, X)
-            affine = header_img.affine
-            if affine is None:
-                raise ImageReadError(path, "NIfTI has no usable affine")
-            geometry = _geometry_from_affine(affine)
+            geometry = _geometry_from_affine(header_img.affine)
+        # Voxels through nibabel: ITK's NIfTI reader silently turns NaN and inf into 0.
+        data = np.asanyarray(header_img.dataobj).reshape(shape)
     except ImageReadError:
         raise
     except RuntimeError as exc:  # SimpleITK reports every failure as RuntimeError
-        first = str(exc).strip().splitlines()
-        detail = next((ln for ln in first if "ERROR" in ln or "rror" in ln), first[-1] if first else "")
-        raise ImageReadError(path, f"cannot read NIfTI: {detail.strip()[:200]}") from exc
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+        detail = next((ln for ln in lines if "rror" in ln), lines[-1] if lines else "")
+        raise ImageReadError(path, f"cannot read NIfTI: {detail[:200]}") from exc
     except _NIB_ERRORS as exc:
         raise ImageReadError(path, f"cannot read NIfTI voxels or geometry: {exc}") from exc
+    if data.dtype.kind == "f" and data.dtype != stored:
+        data = data.astype(np.float32)  # scl_slope / scl_inter applied (nibabel computes in float64)
+    # NIfTI voxels are (x, y[, z]); records are [z, y, x].
+    pixels = np.ascontiguousarray(data.T if data.ndim == 3 else data.T[np.newaxis])
     modality = modality_hint or Modality.OT
     if modality is Modality.CT and pixels.dtype != np.float32:
         pixels = pixels.astype(np.float32)

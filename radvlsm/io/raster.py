@@ -200,6 +200,4 @@ def read_raster(path: Path) -> ImageRecord:
             frames=len(frames),
             source_format=fmt,
         )
-    return ImageRecord(
-        path=path, pixels=frames[0], modality=Modality.OT, original_dtype=dtype, source_format=fmt
-    )
+    return ImageRecord(path=path, pixels=frames[0], modality=Modality.OT, original_dtype=dtype, source_format=fmt)

@@ -63,9 +63,7 @@ def sniff_format(head: bytes) -> str | None:
         return "dicom"
     if head.startswith(b"\x1f\x8b"):
         return "gzip"
-    if len(head) >= 348 and (
-        (head[344:348] in (b"n+1\x00", b"ni1\x00")) or head[4:8] in (b"n+2\x00", b"ni2\x00")
-    ):
+    if len(head) >= 348 and ((head[344:348] in (b"n+1\x00", b"ni1\x00")) or head[4:8] in (b"n+2\x00", b"ni2\x00")):
         return "nifti"
     if head and b"\x00" not in head:
         try:
@@ -257,8 +255,7 @@ def read_mask(path: str | Path, like: ImageRecord | None = None) -> np.ndarray:
         if mask.shape != like.pixels.shape[:3]:
             raise ImageReadError(
                 path,
-                f"mask is {_size(mask.shape)} voxels but its image is {_size(like.pixels.shape[:3])} "
-                "(x by y by z)",
+                f"mask is {_size(mask.shape)} voxels but its image is {_size(like.pixels.shape[:3])} (x by y by z)",
             )
         diff = _geometry_difference(rec.geometry, like.geometry) if rec.geometry and like.geometry else None
         if diff is not None:

@@ -99,9 +99,7 @@ def get_window(spec: WindowSpec) -> Window:
     try:
         width, level = (float(v) for v in spec)
     except (TypeError, ValueError) as exc:
-        raise InputError(
-            None, f"a CT window is a preset name or a (width, level) pair, got {spec!r}"
-        ) from exc
+        raise InputError(None, f"a CT window is a preset name or a (width, level) pair, got {spec!r}") from exc
     return Window(width, level)
 
 

@@ -119,9 +119,7 @@ def atomic_write(
     tmp = _temp_name(path)
     fd = _create_exclusive(tmp)
     try:
-        fh = os.fdopen(
-            fd, "wb" if binary else "w", **({} if binary else {"encoding": encoding, "newline": newline})
-        )
+        fh = os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": encoding, "newline": newline}))
     except BaseException:
         os.close(fd)
         tmp.unlink(missing_ok=True)

@@ -176,9 +176,7 @@ class Make:
         ds = self.dataset(np.zeros((4, 5), np.int16), transfer_syntax=JPEGLSLossless)
         return self.save(ds, path)
 
-    def xray(
-        self, path: Path, pixels: np.ndarray, *, photometric: str = "MONOCHROME1", bits: int = 12
-    ) -> Path:
+    def xray(self, path: Path, pixels: np.ndarray, *, photometric: str = "MONOCHROME1", bits: int = 12) -> Path:
         """A digital X-ray (DX) image, 12 bits stored, no rescale."""
         ds = self.dataset(
             pixels,

@@ -285,9 +285,7 @@ BAD: dict[str, Bad] = {
         dicom_truncated_header,
         "no pixel data although it is a CT Image Storage object: the file is truncated",
     ),
-    "series_missing_slice": Bad(
-        series_missing_slice, "missing slice(s): gap of 5.000 mm between IMG0003.dcm"
-    ),
+    "series_missing_slice": Bad(series_missing_slice, "missing slice(s): gap of 5.000 mm between IMG0003.dcm"),
     "series_duplicate_slice": Bad(series_duplicate_slice, "duplicate slice position: IMG0002"),
     "two_series_one_folder": Bad(two_series, "the folder holds 2 image series"),
     "sheared_series": Bad(sheared_series, "not stacked along their normal"),
@@ -295,9 +293,7 @@ BAD: dict[str, Bad] = {
     "localizer_in_series": Bad(mixed_orientation, "slices differ in ImageOrientationPatient"),
     "corrupt_file_in_series": Bad(corrupt_file_in_series, "IMG0001.dcm: not a DICOM file"),
     "truncated_slice_in_series": Bad(truncated_last_slice, "IMG0003.dcm: DICOM file has no pixel data although"),
-    "folder_with_only_rtstruct": Bad(
-        only_rtstruct_folder, "only non-image objects (1 RT Structure Set Storage)"
-    ),
+    "folder_with_only_rtstruct": Bad(only_rtstruct_folder, "only non-image objects (1 RT Structure Set Storage)"),
     "directory_where_file_expected": Bad(folder_without_dicom, "no DICOM image files in the folder"),
     "nonexistent_path": Bad(nonexistent, "no such file or directory"),
     "mask_size_differs": Bad(mask_wrong_size, "mask is 20x16 pixels but its image is 24x16"),
@@ -307,9 +303,7 @@ BAD: dict[str, Bad] = {
     "unreadable_folder": Bad(unreadable_folder_simulated, "permission denied: the folder is not readable"),
     "folder_listing_denied": Bad(unreadable_folder_listing, "permission denied: the folder cannot be listed"),
     "unsupported_extension": Bad(unsupported_extension, "unsupported file type .xyz"),
-    "gzip_without_nii_name": Bad(
-        gzip_not_nifti_name, "unsupported file type .gz holding gzip-compressed data"
-    ),
+    "gzip_without_nii_name": Bad(gzip_not_nifti_name, "unsupported file type .gz holding gzip-compressed data"),
 }
 
 

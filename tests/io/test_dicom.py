@@ -250,3 +250,35 @@ def test_scrubber_redacts_names_and_their_components(make) -> None:
     text = scrub(f"bad value '{make.phi[0]}' for {make.phi[1]} born {make.phi[2]}; Hannelore again")
     _phi_free(text, make)
     assert text.count("<redacted>") == 4
+
+
+def test_signed_monochrome1_is_inverted(tmp_path: Path, make) -> None:
+    stored = np.array([[-2048, -1], [0, 2047]], np.int16)  # 12 bits stored, signed
+    rec = read_image(make.xray(tmp_path / "dx_signed.dcm", stored, photometric="MONOCHROME1", bits=12))
+    np.testing.assert_array_equal(rec.pixels, -1 - stored)
+
+
+def test_enhanced_multiframe_ct_uses_functional_groups(tmp_path: Path, make) -> None:
+    from pydicom.dataset import Dataset
+    from pydicom.uid import EnhancedCTImageStorage
+
+    frames = np.arange(2 * 3 * 4, dtype=np.uint16).reshape(2, 3, 4)
+    ds = make.dataset(
+        frames,
+        sop_class=EnhancedCTImageStorage,
+        slope=None,
+        intercept=None,
+        position=None,
+        orientation=None,
+        pixel_spacing=None,
+    )
+    transform, measures, shared = Dataset(), Dataset(), Dataset()
+    transform.RescaleSlope, transform.RescaleIntercept, transform.RescaleType = "2", "-1000", "HU"
+    measures.PixelSpacing, measures.SliceThickness = ["0.6", "0.7"], "1.0"
+    shared.PixelValueTransformationSequence = [transform]
+    shared.PixelMeasuresSequence = [measures]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    rec = read_image(make.save(ds, tmp_path / "enhanced.dcm"))
+    assert rec.frames == 2 and rec.pixels.shape == (2, 3, 4) and rec.pixels.dtype == np.float32
+    np.testing.assert_array_equal(rec.pixels, frames * 2.0 - 1000.0)
+    assert rec.pixel_spacing_mm == (0.6, 0.7)
