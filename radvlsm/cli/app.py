@@ -43,6 +43,10 @@ def _register() -> None:
 
     train_app.command("segmenter")(_train.segmenter)
 
+    from radvlsm.cli import segment as _segment
+
+    app.command("segment")(_segment.segment)
+
 
 _register()
 

@@ -156,6 +156,7 @@ class _VitVariant:
     depth: int
     num_heads: int
     global_attn_indexes: tuple[int, ...]
+    mlp_ratio: float = 4.0
 
 
 _VIT_VARIANTS: dict[str, _VitVariant] = {
@@ -170,7 +171,7 @@ def _vit_encoder(cfg: SegmenterConfig, v: _VitVariant, window_size: int = 14) ->
         depth=v.depth,
         embed_dim=v.embed_dim,
         img_size=cfg.image_size,
-        mlp_ratio=4,
+        mlp_ratio=v.mlp_ratio,
         norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
         num_heads=v.num_heads,
         patch_size=cfg.embedding_stride,
@@ -212,12 +213,17 @@ def _infer_vit(state: dict[str, torch.Tensor], path: Path) -> tuple[_VitVariant,
     global_idx = tuple(i for i, r in zip(blocks, rel, strict=True) if int(r.shape[0]) == 2 * grid - 1)
     windowed = [int(r.shape[0]) for r in rel if int(r.shape[0]) != 2 * grid - 1]
     window = (windowed[0] + 1) // 2 if windowed else 14
-    variant = _VitVariant(embed_dim, depth, embed_dim // head_dim, global_idx)
+    mlp_ratio = int(state[f"image_encoder.blocks.{blocks[0]}.mlp.lin1.weight"].shape[0]) / embed_dim
+    variant = _VitVariant(embed_dim, depth, embed_dim // head_dim, global_idx, mlp_ratio)
     return variant, grid * patch_size, prompt_dim, window
 
 
 def _load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # tensor shapes that differ from the model's
+        first = str(exc).split("\n\t")[1] if "\n\t" in str(exc) else str(exc)
+        raise ConfigError(f"{path}: weights do not fit the model ({first.strip()})") from exc
     if missing or unexpected:
         raise ConfigError(
             f"{path}: weights do not fit the model ({len(missing)} missing, e.g. {missing[:2]}; "

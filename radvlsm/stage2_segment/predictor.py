@@ -125,20 +125,27 @@ class SegmenterPredictor:
 
     @torch.inference_mode()
     def decode_candidates(
-        self, boxes: Sequence[np.ndarray], scores: Sequence[np.ndarray | None] | None = None
+        self,
+        boxes: Sequence[np.ndarray],
+        scores: Sequence[np.ndarray | None] | None = None,
+        image_index: Sequence[int] | None = None,
     ) -> list[CandidateSet]:
         """Decode every box of every image in one batched pass (split only beyond ``max_prompts_per_pass``).
 
         Args:
-            boxes: one ``(K_i, 4)`` array per image set by :meth:`set_images`, XYXY original pixels, ``K_i ≥ 1``.
+            boxes: one ``(K_i, 4)`` array per image, XYXY original pixels, ``K_i ≥ 1``.
             scores: optional ``(K_i,)`` scores in [0, 1] per image.
+            image_index: which of the images set by :meth:`set_images` each entry of ``boxes`` belongs to
+                (default: all of them, in order).
         """
         if self._features is None:
             raise RuntimeError("call set_images before decode_candidates")
-        if len(boxes) != len(self._sizes):
-            raise ValueError(f"got boxes for {len(boxes)} images, but {len(self._sizes)} are set")
+        images = list(range(len(self._sizes))) if image_index is None else [int(i) for i in image_index]
+        if len(boxes) != len(images):
+            raise ValueError(f"got boxes for {len(boxes)} images, but {len(images)} are meant")
         model_boxes, index, counts = [], [], []
-        for i, (b, hw) in enumerate(zip(boxes, self._sizes, strict=True)):
+        for i, b in zip(images, boxes, strict=True):
+            hw = self._sizes[i]
             b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
             if len(b) == 0:
                 raise ValueError(f"image {i} has no box")
@@ -159,11 +166,11 @@ class SegmenterPredictor:
             presence = torch.sigmoid(torch.cat([o.presence_logit for o in outs])).float().cpu()
         emb = torch.cat([o.embedding for o in outs]).float().cpu()
         results, start = [], 0
-        for i, k in enumerate(counts):
+        for i, (img, k) in enumerate(zip(images, counts, strict=True)):
             sl = slice(start, start + k)
             s = None if scores is None or scores[i] is None else np.asarray(scores[i], dtype=np.float32)
             results.append(CandidateSet(
-                image_hw=self._sizes[i],
+                image_hw=self._sizes[img],
                 boxes=np.asarray(boxes[i], dtype=np.float64).reshape(-1, 4),
                 scores=torch.ones(k) if s is None else torch.from_numpy(s.reshape(k)),
                 probs=probs[sl], iou=iou[sl], presence=None if presence is None else presence[sl],

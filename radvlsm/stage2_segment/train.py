@@ -293,10 +293,11 @@ def train_segmenter(
             progress.remove_task(task)
             train_s = time.perf_counter() - te
             val_dice = validate(model, val)
-            rec = {"epoch": epoch + 1, "loss": sums[0] / steps, "mask": sums[1] / steps, "iou": sums[2] / steps,
-                   "boundary": sums[3] / steps, "presence": sums[4] / steps, "lr": sched.get_last_lr()[0],
+            means = (sums / steps).tolist()
+            rec = {"epoch": epoch + 1, "loss": means[0], "mask": means[1], "iou": means[2], "boundary": means[3],
+                   "presence": means[4], "lr": float(sched.get_last_lr()[0]),
                    "images_per_s": steps * cfg.batch_size / train_s,
-                   **{f"val_dice_{k}": v for k, v in val_dice.items()}}
+                   **{f"val_dice_{k}": float(v) for k, v in val_dice.items()}}
             history.append(rec)
             logf.write(json.dumps(rec) + "\n")
             logf.flush()

@@ -1,0 +1,156 @@
+"""The output folder of ``segment`` (and later ``diagnose``), resumable case by case.
+
+Layout::
+
+    OUT/masks/<case>.png      0/255, the input's size
+    OUT/overlays/<case>.png   contour on the image
+    OUT/records/<case>.json   everything measured for the case (written last: its presence means "done")
+    OUT/results.csv           one row per case, assembled from records/
+    OUT/errors.csv            inputs that failed in the latest run, with the reason
+
+Each file is written atomically, so a killed run leaves whole files only; a case whose record is missing
+is done again by the next run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from radvlsm.io.writers import atomic_write
+
+log = logging.getLogger(__name__)
+
+RECORD_SCHEMA = 1
+RESULT_COLUMNS = (
+    "image", "n_candidates", "reliability", "area_px", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1", "status",
+    "mask", "input",
+)
+
+
+@dataclass(frozen=True)
+class CandidateRecord:
+    box: tuple[float, float, float, float]
+    score: float
+    predicted_iou: float
+    presence: float | None
+    reliability: float
+    weight: float
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    """What ``records/<case>.json`` holds for one segmented image."""
+
+    case_id: str
+    input: str
+    image_size: tuple[int, int]
+    status: str
+    reliability: float
+    area_px: int
+    bbox: tuple[int, int, int, int] | None
+    candidates: tuple[CandidateRecord, ...]
+    mask: str
+    overlay: str
+    model: str
+    prompt: str | None = None
+    embedding: tuple[float, ...] = ()
+    schema: int = RECORD_SCHEMA
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> CaseRecord:
+        raw = json.loads(text)
+        raw["image_size"] = tuple(raw["image_size"])
+        raw["bbox"] = tuple(raw["bbox"]) if raw.get("bbox") else None
+        raw["candidates"] = tuple(
+            CandidateRecord(**{**c, "box": tuple(c["box"])}) for c in raw.get("candidates", [])
+        )
+        raw["embedding"] = tuple(raw.get("embedding", ()))
+        return cls(**raw)
+
+
+@dataclass(frozen=True)
+class OutputFolder:
+    root: Path
+
+    @property
+    def masks(self) -> Path:
+        return self.root / "masks"
+
+    @property
+    def overlays(self) -> Path:
+        return self.root / "overlays"
+
+    @property
+    def records(self) -> Path:
+        return self.root / "records"
+
+    def create(self) -> OutputFolder:
+        for d in (self.masks, self.overlays, self.records):
+            d.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def mask_path(self, case_id: str) -> Path:
+        return self.masks / f"{case_id}.png"
+
+    def overlay_path(self, case_id: str) -> Path:
+        return self.overlays / f"{case_id}.png"
+
+    def record_path(self, case_id: str) -> Path:
+        return self.records / f"{case_id}.json"
+
+    def is_done(self, case_id: str) -> bool:
+        return self.record_path(case_id).is_file() and self.mask_path(case_id).is_file()
+
+    def write_record(self, record: CaseRecord) -> None:
+        with atomic_write(self.record_path(record.case_id)) as fh:
+            fh.write(record.to_json() + "\n")
+
+    def read_records(self) -> list[CaseRecord]:
+        out = []
+        for p in sorted(self.records.glob("*.json")):
+            try:
+                out.append(CaseRecord.from_json(p.read_text(encoding="utf-8")))
+            except (ValueError, TypeError, KeyError) as exc:
+                log.warning("%s: unreadable record, ignored (%s)", p, exc)
+        return out
+
+    def write_results_csv(self, records: Iterable[CaseRecord] | None = None) -> Path:
+        """Rewrite ``results.csv`` from ``records`` (default: every record in the folder), sorted by case."""
+        path = self.root / "results.csv"
+        rows = sorted(self.read_records() if records is None else records, key=lambda r: r.case_id)
+        with atomic_write(path, newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(RESULT_COLUMNS)
+            for r in rows:
+                bbox = r.bbox or ("", "", "", "")
+                w.writerow([r.case_id, len(r.candidates), f"{r.reliability:.4f}", r.area_px, *bbox, r.status,
+                            r.mask, r.input])
+        return path
+
+    def write_errors_csv(self, errors: Iterable[tuple[str, str]]) -> Path:
+        """Rewrite ``errors.csv``: one ``input, reason`` row per failure of the latest run."""
+        path = self.root / "errors.csv"
+        with atomic_write(path, newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(("input", "reason"))
+            w.writerows(errors)
+        return path
+
+
+def relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def round_floats(values: Sequence[float], digits: int = 5) -> tuple[float, ...]:
+    return tuple(round(float(v), digits) for v in values)

@@ -1,0 +1,215 @@
+"""The batch behind ``radvlsm segment``: read, prompt, segment and write, image batch by image batch."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from radvlsm.errors import RadvlsmError
+from radvlsm.io import read_image, to_display_rgb, write_png_image, write_png_mask
+from radvlsm.pipeline.inputs import InputItem, InputProblem
+from radvlsm.pipeline.outputs import CandidateRecord, CaseRecord, OutputFolder, relative, round_floats
+from radvlsm.pipeline.overlay import draw_overlay
+from radvlsm.pipeline.prompts import BoxPrompts, check_boxes_in_image
+from radvlsm.stage2_segment.predictor import SegmentationResult, SegmenterPredictor
+
+log = logging.getLogger(__name__)
+
+MIN_SIDE = 16
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedImage:
+    """An input read and converted to ``(H, W, 3)`` uint8 RGB."""
+
+    item: InputItem
+    rgb: np.ndarray
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        return int(self.rgb.shape[0]), int(self.rgb.shape[1])
+
+
+@dataclass(frozen=True, eq=False)
+class Candidates:
+    """Box candidates of one image: ``boxes (K, 4)`` XYXY original pixels, ``scores (K,)`` in [0, 1]."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+
+
+class PromptSource(Protocol):
+    """Where box candidates come from: a boxes file, or the stage-1 localizer.
+
+    Called after the predictor has embedded the batch, so a localizer can reuse the image features.
+    Returns, per image, its candidates (``None`` when the source has nothing for it: status
+    ``not_found``) or the problem that stops it.
+    """
+
+    description: str
+
+    def candidates(
+        self, batch: Sequence[LoadedImage], predictor: SegmenterPredictor
+    ) -> list[Candidates | InputProblem | None]: ...
+
+
+@dataclass(frozen=True)
+class BoxFilePrompts:
+    """Prompts from ``--boxes boxes.csv``."""
+
+    boxes: BoxPrompts
+    description: str = "boxes"
+
+    def candidates(
+        self, batch: Sequence[LoadedImage], predictor: SegmenterPredictor
+    ) -> list[Candidates | InputProblem | None]:
+        out: list[Candidates | InputProblem | None] = []
+        for im in batch:
+            rows = self.boxes.for_case(im.item.case_id)
+            if not rows:
+                out.append(InputProblem(im.item.path, f"no box for this image in {self.boxes.source}"))
+                continue
+            try:
+                boxes = check_boxes_in_image(rows, im.hw, self.boxes.source)
+            except RadvlsmError as exc:
+                out.append(InputProblem(im.item.path, str(exc)))
+                continue
+            out.append(Candidates(boxes, np.array([r.score for r in rows], dtype=np.float32)))
+        return out
+
+
+@dataclass(frozen=True)
+class SegmentSummary:
+    written: int
+    skipped: int
+    failed: tuple[InputProblem, ...]
+    seconds: float
+    out_dir: Path
+
+    @property
+    def images_per_s(self) -> float:
+        return self.written / self.seconds if self.seconds > 0 else float("nan")
+
+
+def load_input(item: InputItem) -> LoadedImage | InputProblem:
+    """Read one input as RGB, or say why it cannot be segmented."""
+    try:
+        rec = read_image(item.path)
+        if rec.is_volume:
+            return InputProblem(item.path, "is a 3-D volume; radvlsm segment works on 2-D images")
+        if rec.frames > 1:
+            return InputProblem(item.path, f"holds {rec.frames} frames; radvlsm segment works on single 2-D images")
+        rgb = to_display_rgb(rec)
+    except (RadvlsmError, ValueError) as exc:
+        return InputProblem(item.path, str(exc).removeprefix(f"{item.path}: "))
+    h, w = rgb.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        return InputProblem(item.path, f"image is {w}x{h} pixels; too small to segment (need {MIN_SIDE}x{MIN_SIDE})")
+    return LoadedImage(item, rgb)
+
+
+def _write_case(
+    out: OutputFolder, im: LoadedImage, cands: Candidates | None, result: SegmentationResult | None, model: str,
+    prompt: str | None,
+) -> CaseRecord:
+    cid = im.item.case_id
+    mask = result.mask if result is not None else np.zeros(im.hw, dtype=bool)
+    write_png_mask(out.mask_path(cid), mask)
+    boxes = cands.boxes if cands is not None else np.zeros((0, 4))
+    weights = [c.weight for c in result.candidates] if result is not None else []
+    write_png_image(out.overlay_path(cid), draw_overlay(im.rgb, mask, boxes.tolist(), weights))
+    candidates = tuple(
+        CandidateRecord(round_floats(c.box, 2), round(c.score, 5), round(c.predicted_iou, 5),
+                        None if c.presence is None else round(c.presence, 5), round(c.reliability, 5),
+                        round(c.weight, 5))
+        for c in (result.candidates if result is not None else ())
+    )
+    status = result.status if result is not None else "not_found"
+    rec = CaseRecord(
+        case_id=cid, input=str(im.item.path), image_size=im.hw, status=status,
+        reliability=round(result.reliability, 5) if result is not None else 0.0,
+        area_px=int(mask.sum()), bbox=result.bbox if result is not None else None, candidates=candidates,
+        mask=relative(out.mask_path(cid), out.root), overlay=relative(out.overlay_path(cid), out.root),
+        model=model, prompt=prompt,
+        embedding=round_floats(result.embedding, 5) if result is not None and status == "ok" else (),
+    )
+    out.write_record(rec)
+    return rec
+
+
+def run_segment(
+    items: Sequence[InputItem],
+    out_dir: Path,
+    predictor: SegmenterPredictor,
+    prompts: PromptSource,
+    *,
+    model_name: str,
+    prompt_text: str | None = None,
+    batch_size: int = 8,
+    overwrite: bool = False,
+    problems: Sequence[InputProblem] = (),
+    on_progress: Callable[[int], None] | None = None,
+) -> SegmentSummary:
+    """Segment ``items`` into ``out_dir``.
+
+    Images already done (their record exists) are skipped unless ``overwrite``. Images are read one batch
+    ahead in a background thread; each batch is embedded once and all its box candidates are decoded in one
+    batched pass. A failing input is recorded in ``errors.csv`` and the batch goes on. ``on_progress(n)`` is
+    called with the number of images finished (written, skipped or failed) after each batch.
+    """
+    t0 = time.perf_counter()
+    out = OutputFolder(out_dir).create()
+    failed: list[InputProblem] = list(problems)
+    todo = [it for it in items if overwrite or not out.is_done(it.case_id)]
+    skipped = len(items) - len(todo)
+    records = {r.case_id: r for r in out.read_records()}
+    if skipped:
+        log.info("%d image(s) already done in %s (use --overwrite to redo them)", skipped, out_dir)
+        if on_progress:
+            on_progress(skipped)
+    written = 0
+    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        pending: Future | None = reader.submit(lambda b: [load_input(i) for i in b], batches[0]) if batches else None
+        for bi in range(len(batches)):
+            loaded = pending.result() if pending is not None else []
+            pending = reader.submit(lambda b: [load_input(i) for i in b], batches[bi + 1]) if bi + 1 < len(batches) \
+                else None
+            ok = [x for x in loaded if isinstance(x, LoadedImage)]
+            failed += [x for x in loaded if isinstance(x, InputProblem)]
+            if ok:
+                predictor.set_images([x.rgb for x in ok])
+                cands = prompts.candidates(ok, predictor)
+                seg_idx = [i for i, c in enumerate(cands) if isinstance(c, Candidates)]
+                results: dict[int, SegmentationResult] = {}
+                if seg_idx:
+                    sets = predictor.decode_candidates(
+                        [cands[i].boxes for i in seg_idx],  # type: ignore[union-attr]
+                        [cands[i].scores for i in seg_idx],  # type: ignore[union-attr]
+                        image_index=seg_idx,
+                    )
+                    results = {i: predictor.aggregate(s) for i, s in zip(seg_idx, sets, strict=True)}
+                for i, im in enumerate(ok):
+                    c = cands[i]
+                    if isinstance(c, InputProblem):
+                        failed.append(c)
+                        continue
+                    try:
+                        rec = _write_case(out, im, c, results.get(i), model_name, prompt_text)
+                        records[rec.case_id] = rec
+                        written += 1
+                    except OSError as exc:
+                        failed.append(InputProblem(im.item.path, f"cannot write outputs ({exc})"))
+            out.write_results_csv(records.values())
+            if on_progress:
+                on_progress(len(loaded))
+    out.write_results_csv(records.values())
+    out.write_errors_csv((str(p.path), p.reason) for p in failed)
+    return SegmentSummary(written, skipped, tuple(failed), time.perf_counter() - t0, out_dir)
