@@ -246,15 +246,23 @@ def _check_decodable(ds: Dataset, path: Path) -> None:
 # --------------------------------------------------------------------------------------------------------
 
 
-def _float(ds: Dataset, keyword: str) -> float | None:
-    value = ds.get(keyword)
-    if value is None or value == "":
-        return None
+def _float(ds: Dataset, keyword: str, *, strict: bool = False) -> float | None:
+    """The number in ``ds.<keyword>``; None when absent. Malformed values are None, or with ``strict`` a
+    ``ValueError`` naming the element (for values that change what the pixels mean)."""
     try:
+        value = ds.get(keyword)
+        if value is None or value == "":
+            return None
         out = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError) as exc:
+        if strict:
+            raise ValueError(f"{keyword} is not a number") from exc
         return None
-    return out if np.isfinite(out) else None
+    if not np.isfinite(out):
+        if strict:
+            raise ValueError(f"{keyword} is not finite")
+        return None
+    return out
 
 
 def _functional_item(ds: Dataset, sequence: str, frame: int | None) -> Dataset | None:
@@ -280,8 +288,8 @@ def _rescale(ds: Dataset, frame: int | None = None) -> tuple[float, float, bool]
         item = _functional_item(ds, "PixelValueTransformationSequence", frame)
         if item is not None:
             source = item
-    slope = _float(source, "RescaleSlope")
-    intercept = _float(source, "RescaleIntercept")
+    slope = _float(source, "RescaleSlope", strict=True)
+    intercept = _float(source, "RescaleIntercept", strict=True)
     present = slope is not None or intercept is not None
     return (1.0 if slope is None or slope == 0 else slope), (intercept or 0.0), present
 
@@ -446,8 +454,17 @@ def read_dicom_file(path: Path, *, force: bool = False, modality_hint: Modality 
         ImageReadError: not DICOM, corrupt, no pixel data (RTSTRUCT, SR …), or compressed pixel data that no
             installed decoder handles (the message names the transfer syntax).
     """
-    ds = read_dataset(path, force=force)
-    return record_from_dataset(ds, path, modality_hint)
+    return _checked_record(read_dataset(path, force=force), path, modality_hint)
+
+
+def _checked_record(ds: Dataset, path: Path, modality_hint: Modality | None) -> ImageRecord:
+    """:func:`record_from_dataset`, with malformed element values reported as :class:`ImageReadError`."""
+    try:
+        return record_from_dataset(ds, path, modality_hint)
+    except ImageReadError:
+        raise
+    except _DICOM_ERRORS as exc:
+        raise ImageReadError(path, f"malformed DICOM data: {_reason(exc, _scrubber_of(ds))}") from exc
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -584,13 +601,18 @@ def read_dicom_series(folder: Path, *, modality_hint: Modality | None = None) ->
     multi = [f for f, ds in items if int(ds.get("NumberOfFrames") or 1) > 1]
     if multi:
         if len(items) == 1:
-            return record_from_dataset(items[0][1], items[0][0], modality_hint)
+            return _checked_record(items[0][1], items[0][0], modality_hint)
         raise ImageReadError(
             folder,
             f"the series mixes multi-frame ({multi[0].name}) and other files; read the files one by one",
         )
     slices = [_make_slice(f, ds) for f, ds in items]
-    return _stack_slices(folder, slices, uid, modality_hint)
+    try:
+        return _stack_slices(folder, slices, uid, modality_hint)
+    except ImageReadError:
+        raise
+    except _DICOM_ERRORS as exc:
+        raise ImageReadError(folder, f"malformed DICOM data: {_reason(exc, _Scrubber())}") from exc
 
 
 def _check_consistent(folder: Path, slices: list[_Slice]) -> None:

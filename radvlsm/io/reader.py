@@ -212,15 +212,15 @@ def read_mask(path: str | Path, like: ImageRecord | None = None) -> np.ndarray:
     Any non-zero value is lesion, except for JPEG masks (lossy: compression noise around the edges),
     which are thresholded at 128. Colour masks count a pixel as lesion when any channel does.
 
-    Returns:
-        ``(H, W)`` for 2-D masks, ``(Z, Y, X)`` for NIfTI / DICOM-series masks. An all-zero mask is valid
-        (no lesion) and comes back all ``False``.
-
     Args:
         path: the mask file.
         like: the image the mask belongs to. A 2-D mask must have its height and width; a volume mask its
             ``(Z, Y, X)`` shape and geometry (spacing, origin, direction within 1e-3 mm / 1e-4). A one-slice
             volume mask of a 2-D image is accepted and returned as ``(H, W)``.
+
+    Returns:
+        ``(H, W)`` for 2-D masks, ``(Z, Y, X)`` for NIfTI / DICOM-series masks. An all-zero mask is valid
+        (no lesion) and comes back all ``False``.
 
     Raises:
         ImageReadError: unreadable mask, multi-frame mask, NaN values, or a mask that does not fit ``like``.

@@ -119,6 +119,15 @@ def dicom_truncated_header(tmp: Path, make) -> tuple[Path, Reader]:
     return path, _img
 
 
+def dicom_malformed_rescale(tmp: Path, make) -> tuple[Path, Reader]:
+    ds = make.dataset(np.zeros((2, 2), np.int16))
+    ds["RescaleSlope"].value = "1.0"
+    path = make.save(ds, tmp / "bad_slope.dcm")
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"1.0 ", b"abc "))  # DS values are padded to even length
+    return path, _img
+
+
 def series_missing_slice(tmp: Path, make) -> tuple[Path, Reader]:
     return make.ct_series(tmp / "gap", 8, skip=[4]), _img
 
@@ -285,6 +294,7 @@ BAD: dict[str, Bad] = {
         dicom_truncated_header,
         "no pixel data although it is a CT Image Storage object: the file is truncated",
     ),
+    "dicom_malformed_rescale": Bad(dicom_malformed_rescale, "malformed DICOM data: RescaleSlope is not a number"),
     "series_missing_slice": Bad(series_missing_slice, "missing slice(s): gap of 5.000 mm between IMG0003.dcm"),
     "series_duplicate_slice": Bad(series_duplicate_slice, "duplicate slice position: IMG0002"),
     "two_series_one_folder": Bad(two_series, "the folder holds 2 image series"),

@@ -282,3 +282,13 @@ def test_enhanced_multiframe_ct_uses_functional_groups(tmp_path: Path, make) -> 
     assert rec.frames == 2 and rec.pixels.shape == (2, 3, 4) and rec.pixels.dtype == np.float32
     np.testing.assert_array_equal(rec.pixels, frames * 2.0 - 1000.0)
     assert rec.pixel_spacing_mm == (0.6, 0.7)
+
+
+def test_folder_with_one_multiframe_file(tmp_path: Path, make) -> None:
+    frames = np.zeros((4, 3, 5), np.uint8)
+    make.us_cine(tmp_path / "cine" / "US0001.dcm", frames)
+    rec = read_image(tmp_path / "cine")
+    assert rec.frames == 4 and rec.path.name == "US0001.dcm" and not rec.is_volume
+    make.ct_slice(tmp_path / "cine" / "CT0001.dcm", series_uid=rec.series_uid)
+    with pytest.raises(ImageReadError, match="mixes multi-frame"):
+        read_image(tmp_path / "cine")
