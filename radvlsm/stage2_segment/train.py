@@ -35,12 +35,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from radvlsm.data.boxes import jitter_box, mask_to_box, negative_box
 from radvlsm.data.cases import LesionCase, read_dataset
 from radvlsm.data.splits import PH2_HOLDOUT_FOLD, kvasir_split, ph2_folds
-from radvlsm.io import read_image, read_mask
+from radvlsm.io import read_image, read_mask, to_display_rgb
 from radvlsm.stage2_segment.build import build_from_config, save_segmenter
 from radvlsm.stage2_segment.config import SegmenterConfig
 from radvlsm.stage2_segment.losses import LossWeights, segmenter_loss
 from radvlsm.stage2_segment.modeling import LesionSegmenter
-from radvlsm.stage2_segment.preprocess import as_model_rgb
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +82,7 @@ def cache_cases(cases: Sequence[LesionCase], source: str, size: int) -> CachedSe
     imgs = np.zeros((len(cases), size, size, 3), np.uint8)
     msks = np.zeros((len(cases), size, size), np.uint8)
     for i, case in enumerate(cases):
-        rgb = as_model_rgb(read_image(case.image_path))
+        rgb = to_display_rgb(read_image(case.image_path))
         imgs[i] = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
         m = read_mask(case.mask_path).astype(np.float32)
         msks[i] = cv2.resize(m, (size, size), interpolation=cv2.INTER_AREA) >= 0.5
