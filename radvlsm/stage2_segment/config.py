@@ -34,6 +34,8 @@ class SegmenterConfig:
             predict one mask per box).
         hires_skips: fuse stride-4 and stride-2 encoder features into the mask features (ours only).
         aux_heads: boundary and lesion-presence heads (ours only; official checkpoints have none).
+        box_prior: give the decoder, through SAM's mask-prompt input, the ellipse inscribed in each box as a
+            dense prior, so that it learns corrections to that shape (ours only).
         pixel_mean, pixel_std: input normalisation on 0..255 RGB.
     """
 
@@ -51,6 +53,7 @@ class SegmenterConfig:
     num_multimask_outputs: int = 0
     hires_skips: bool = True
     aux_heads: bool = True
+    box_prior: bool = False
     pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
     version: int = field(default=CONFIG_VERSION)

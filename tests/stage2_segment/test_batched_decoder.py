@@ -54,3 +54,14 @@ def test_prompt_order_does_not_matter(small_compact: LesionSegmenter) -> None:
         a = small_compact.decode(feats, boxes, index).mask_logits
         b = small_compact.decode(feats, boxes[perm], index[perm]).mask_logits
     np.testing.assert_allclose(a[perm].numpy(), b.numpy(), atol=2e-4)
+
+
+def test_batched_equals_looped_with_box_prior(small_compact: LesionSegmenter) -> None:
+    """With the ellipse prior each prompt carries its own dense embedding; batching still changes nothing."""
+    from dataclasses import replace
+
+    from radvlsm.stage2_segment.build import build_from_config
+
+    torch.manual_seed(3)
+    model = build_from_config(replace(small_compact.config, box_prior=True)).eval()
+    _batched_vs_looped(model, n_images=2, per_image=3)

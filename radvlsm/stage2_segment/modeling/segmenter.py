@@ -86,15 +86,29 @@ class LesionSegmenter(nn.Module):
             boxes: ``(N, 4)`` XYXY in pixels of the ``S``×``S`` model input.
             image_index: ``(N,)`` long, which image each box belongs to.
         """
-        sparse, dense = self.prompt_encoder(points=None, boxes=boxes, masks=None)
+        prior = self.box_prior_masks(boxes) if self.config.box_prior else None
+        sparse, dense = self.prompt_encoder(points=None, boxes=boxes, masks=prior)
         return self.mask_decoder.forward_batched(
             image_embeddings=features.embedding,
             image_pe=self.dense_pe(),
             sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense[:1],
+            dense_prompt_embeddings=dense if prior is not None else dense[:1],
             image_index=image_index,
             hires=features.hires,
         )
+
+    def box_prior_masks(self, boxes: torch.Tensor) -> torch.Tensor:
+        """``(N, 1, 4h, 4w)`` masks (SAM's mask-prompt size) of the ellipses inscribed in ``boxes`` ``(N, 4)``
+        (XYXY, model-input pixels), 1 inside, 0 outside, sampled at cell centres."""
+        side = 4 * self.config.embedding_size
+        step = self.config.image_size / side
+        centres = (torch.arange(side, device=boxes.device, dtype=boxes.dtype) + 0.5) * step
+        cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+        ax = ((boxes[:, 2] - boxes[:, 0]) / 2).clamp_min(1e-3)
+        ay = ((boxes[:, 3] - boxes[:, 1]) / 2).clamp_min(1e-3)
+        dx = (centres.view(1, 1, -1) - cx.view(-1, 1, 1)) / ax.view(-1, 1, 1)
+        dy = (centres.view(1, -1, 1) - cy.view(-1, 1, 1)) / ay.view(-1, 1, 1)
+        return ((dx**2 + dy**2) <= 1.0).to(boxes.dtype).unsqueeze(1)
 
     def forward(self, images: torch.Tensor, boxes: torch.Tensor, image_index: torch.Tensor) -> DecoderOutput:
         return self.decode(self.embed(images), boxes, image_index)
