@@ -23,13 +23,15 @@ def segmenter(
     batch_size: int = typer.Option(16, min=2, help="Images per step (each with several box candidates)."),
     threads: int = typer.Option(2, min=1, help="CPU threads."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
+    box_prior: bool = typer.Option(False, "--box-prior", help="Feed the box's inscribed ellipse as a dense prior."),
     export: Path = typer.Option(None, "--export", help="Copy the final model (safetensors + config) here."),
 ) -> None:
     """Train the box-prompted segmenter on the PH2 and Kvasir-SEG training splits."""
+    from radvlsm.stage2_segment.config import SegmenterConfig
     from radvlsm.stage2_segment.train import TrainConfig, train_segmenter
 
     root = data or shared_datasets_root()
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, threads=threads)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, threads=threads, model=SegmenterConfig(box_prior=box_prior))
     train_segmenter(root, out, cfg, resume=resume, console=console)
     if export is not None:
         export.mkdir(parents=True, exist_ok=True)
