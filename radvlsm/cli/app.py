@@ -47,6 +47,10 @@ def _register() -> None:
 
     app.command("segment")(_segment.segment)
 
+    from radvlsm.cli import radiomics as _radiomics
+
+    app.command("radiomics")(_radiomics.radiomics)
+
 
 _register()
 
