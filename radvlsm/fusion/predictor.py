@@ -1,0 +1,65 @@
+"""Diagnosis of one segmented lesion: features → calibrated class probabilities."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from radvlsm.errors import ConfigError
+from radvlsm.fusion.features import lesion_features
+from radvlsm.fusion.head import DiagnosisHead
+from radvlsm.fusion.radiomics import RadiomicsExtractor
+
+#: The embedded default head's folder inside the package.
+DEFAULT_HEAD_DIR = Path(__file__).parent / "weights" / "default"
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """``label`` with the highest probability; ``probabilities`` per class (summing to 1);
+    ``malignant_probability`` the summed probability of the malignant classes."""
+
+    label: str
+    probabilities: tuple[tuple[str, float], ...]
+    malignant_probability: float
+
+
+def load_head(spec: str | Path = "default") -> DiagnosisHead:
+    if str(spec) == "default":
+        if not (DEFAULT_HEAD_DIR / "head.json").is_file():
+            raise ConfigError(f"{DEFAULT_HEAD_DIR}: the embedded default diagnosis head is missing; "
+                              "train it with 'radvlsm train diagnoser'")
+        return DiagnosisHead.load(DEFAULT_HEAD_DIR)
+    return DiagnosisHead.load(spec)
+
+
+class Diagnoser:
+    """Computes a lesion's features (radiomics + visual + colour) and applies a :class:`DiagnosisHead`."""
+
+    def __init__(self, head: DiagnosisHead, extractor: RadiomicsExtractor | None = None) -> None:
+        self.head = head
+        self.extractor = extractor or RadiomicsExtractor(dimension="2d")
+
+    def diagnose(self, rgb: np.ndarray, mask: np.ndarray, embedding: np.ndarray,
+                 spacing: Sequence[float] | None = None) -> Diagnosis:
+        """``rgb (H, W, 3)`` uint8, ``mask (H, W)`` non-empty, ``embedding`` from the segmenter."""
+        feats = lesion_features("case", rgb, mask, embedding, self.extractor, spacing)
+        if feats.names != self.head.feature_names:
+            raise ConfigError("the diagnosis head was trained on other features than this segmenter and "
+                              "radiomics configuration give")
+        probs = self.head.predict_proba(feats.values[None])
+        return self.to_diagnosis(probs)[0]
+
+    def to_diagnosis(self, probs: np.ndarray) -> list[Diagnosis]:
+        mal = self.head.malignant_probability(probs)
+        return [
+            Diagnosis(
+                label=self.head.classes[int(np.argmax(p))],
+                probabilities=tuple((c, float(v)) for c, v in zip(self.head.classes, p, strict=True)),
+                malignant_probability=float(m),
+            )
+            for p, m in zip(probs, mal, strict=True)
+        ]
