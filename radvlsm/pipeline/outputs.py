@@ -6,6 +6,7 @@ Layout::
     OUT/overlays/<case>.png   contour on the image
     OUT/records/<case>.json   everything measured for the case (written last: its presence means "done")
     OUT/results.csv           one row per case, assembled from records/
+    OUT/diagnoses.csv         (diagnose) one row per case, assembled from records/
     OUT/errors.csv            inputs that failed in the latest run, with the reason
 
 Each file is written atomically, so a killed run leaves whole files only; a case whose record is missing
@@ -43,6 +44,14 @@ class CandidateRecord:
 
 
 @dataclass(frozen=True)
+class DiagnosisRecord:
+    label: str
+    probabilities: tuple[tuple[str, float], ...]
+    malignant_probability: float
+    model: str
+
+
+@dataclass(frozen=True)
 class CaseRecord:
     """What ``records/<case>.json`` holds for one segmented image."""
 
@@ -59,6 +68,7 @@ class CaseRecord:
     model: str
     prompt: str | None = None
     embedding: tuple[float, ...] = ()
+    diagnosis: DiagnosisRecord | None = None
     schema: int = RECORD_SCHEMA
 
     def to_json(self) -> str:
@@ -73,6 +83,12 @@ class CaseRecord:
             CandidateRecord(**{**c, "box": tuple(c["box"])}) for c in raw.get("candidates", [])
         )
         raw["embedding"] = tuple(raw.get("embedding", ()))
+        d = raw.get("diagnosis")
+        if d is not None:
+            raw["diagnosis"] = DiagnosisRecord(
+                label=d["label"], probabilities=tuple((str(c), float(p)) for c, p in d["probabilities"]),
+                malignant_probability=float(d["malignant_probability"]), model=d["model"],
+            )
         return cls(**raw)
 
 
@@ -133,6 +149,29 @@ class OutputFolder:
                 bbox = r.bbox or ("", "", "", "")
                 w.writerow([r.case_id, len(r.candidates), f"{r.reliability:.4f}", r.area_px, *bbox, r.status,
                             r.mask, r.input])
+        return path
+
+    def write_diagnoses_csv(self, records: Iterable[CaseRecord]) -> Path:
+        """Rewrite ``diagnoses.csv``: case, predicted label, probability of each class, malignant probability,
+        mask, segmentation reliability, status (``not_found`` cases have no label: never a guess)."""
+        rows = sorted(records, key=lambda r: r.case_id)
+        classes: list[str] = []
+        for r in rows:
+            for c, _ in r.diagnosis.probabilities if r.diagnosis else ():
+                if c not in classes:
+                    classes.append(c)
+        path = self.root / "diagnoses.csv"
+        with atomic_write(path, newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["case_id", "label", *(f"p_{c}" for c in classes), "malignant_probability", "mask",
+                        "reliability", "status"])
+            for r in rows:
+                d = r.diagnosis
+                probs = dict(d.probabilities) if d else {}
+                w.writerow([
+                    r.case_id, d.label if d else "", *(f"{probs[c]:.4f}" if c in probs else "" for c in classes),
+                    f"{d.malignant_probability:.4f}" if d else "", r.mask, f"{r.reliability:.4f}", r.status,
+                ])
         return path
 
     def write_errors_csv(self, errors: Iterable[tuple[str, str]]) -> Path:

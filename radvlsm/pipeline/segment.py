@@ -13,9 +13,17 @@ from typing import Protocol
 import numpy as np
 
 from radvlsm.errors import RadvlsmError
+from radvlsm.fusion.predictor import Diagnoser
 from radvlsm.io import read_image, to_display_rgb, write_png_image, write_png_mask
 from radvlsm.pipeline.inputs import InputItem, InputProblem
-from radvlsm.pipeline.outputs import CandidateRecord, CaseRecord, OutputFolder, relative, round_floats
+from radvlsm.pipeline.outputs import (
+    CandidateRecord,
+    CaseRecord,
+    DiagnosisRecord,
+    OutputFolder,
+    relative,
+    round_floats,
+)
 from radvlsm.pipeline.overlay import draw_overlay
 from radvlsm.pipeline.prompts import BoxPrompts, check_boxes_in_image
 from radvlsm.stage2_segment.predictor import SegmentationResult, SegmenterPredictor
@@ -31,6 +39,7 @@ class LoadedImage:
 
     item: InputItem
     rgb: np.ndarray
+    spacing_mm: tuple[float, float] | None = None
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -112,12 +121,27 @@ def load_input(item: InputItem) -> LoadedImage | InputProblem:
     h, w = rgb.shape[:2]
     if min(h, w) < MIN_SIDE:
         return InputProblem(item.path, f"image is {w}x{h} pixels; too small to segment (need {MIN_SIDE}x{MIN_SIDE})")
-    return LoadedImage(item, rgb)
+    return LoadedImage(item, rgb, rec.pixel_spacing_mm)
+
+
+@dataclass(frozen=True)
+class DiagnosisStep:
+    """The optional diagnosis of each segmented lesion (``radvlsm diagnose``)."""
+
+    diagnoser: Diagnoser
+    model: str
+
+    def run(self, im: LoadedImage, result: SegmentationResult) -> DiagnosisRecord:
+        d = self.diagnoser.diagnose(im.rgb, result.mask, result.embedding, im.spacing_mm)
+        return DiagnosisRecord(
+            label=d.label, probabilities=tuple((c, round(p, 5)) for c, p in d.probabilities),
+            malignant_probability=round(d.malignant_probability, 5), model=self.model,
+        )
 
 
 def _write_case(
     out: OutputFolder, im: LoadedImage, cands: Candidates | None, result: SegmentationResult | None, model: str,
-    prompt: str | None,
+    prompt: str | None, diagnosis: DiagnosisRecord | None = None,
 ) -> CaseRecord:
     cid = im.item.case_id
     mask = result.mask if result is not None else np.zeros(im.hw, dtype=bool)
@@ -139,6 +163,7 @@ def _write_case(
         mask=relative(out.mask_path(cid), out.root), overlay=relative(out.overlay_path(cid), out.root),
         model=model, prompt=prompt,
         embedding=round_floats(result.embedding, 5) if result is not None and status == "ok" else (),
+        diagnosis=diagnosis,
     )
     out.write_record(rec)
     return rec
@@ -156,20 +181,31 @@ def run_segment(
     overwrite: bool = False,
     problems: Sequence[InputProblem] = (),
     on_progress: Callable[[int], None] | None = None,
+    diagnosis: DiagnosisStep | None = None,
 ) -> SegmentSummary:
     """Segment ``items`` into ``out_dir``.
 
     Images already done (their record exists) are skipped unless ``overwrite``. Images are read one batch
     ahead in a background thread; each batch is embedded once and all its box candidates are decoded in one
-    batched pass. A failing input is recorded in ``errors.csv`` and the batch goes on. ``on_progress(n)`` is
+    batched pass. With ``diagnosis``, every lesion found is diagnosed too and ``diagnoses.csv`` is written
+    (a lesion that is not found gets no diagnosis). A failing input is recorded in ``errors.csv`` and the
+    batch goes on. ``on_progress(n)`` is
     called with the number of images finished (written, skipped or failed) after each batch.
     """
     t0 = time.perf_counter()
     out = OutputFolder(out_dir).create()
     failed: list[InputProblem] = list(problems)
-    todo = [it for it in items if overwrite or not out.is_done(it.case_id)]
-    skipped = len(items) - len(todo)
     records = {r.case_id: r for r in out.read_records()}
+
+    def done(case_id: str) -> bool:
+        rec = records.get(case_id)
+        if overwrite or rec is None or not out.mask_path(case_id).is_file():
+            return False
+        # diagnose redoes cases a plain segment run left without a diagnosis
+        return diagnosis is None or rec.diagnosis is not None or rec.status != "ok"
+
+    todo = [it for it in items if not done(it.case_id)]
+    skipped = len(items) - len(todo)
     if skipped:
         log.info("%d image(s) already done in %s (use --overwrite to redo them)", skipped, out_dir)
         if on_progress:
@@ -201,8 +237,16 @@ def run_segment(
                     if isinstance(c, InputProblem):
                         failed.append(c)
                         continue
+                    res = results.get(i)
+                    diag = None
+                    if diagnosis is not None and res is not None and res.status == "ok":
+                        try:
+                            diag = diagnosis.run(im, res)
+                        except (RadvlsmError, ValueError) as exc:
+                            failed.append(InputProblem(im.item.path, f"diagnosis failed: {exc}"))
+                            continue
                     try:
-                        rec = _write_case(out, im, c, results.get(i), model_name, prompt_text)
+                        rec = _write_case(out, im, c, res, model_name, prompt_text, diag)
                         records[rec.case_id] = rec
                         written += 1
                     except OSError as exc:
@@ -211,5 +255,7 @@ def run_segment(
             if on_progress:
                 on_progress(len(loaded))
     out.write_results_csv(records.values())
+    if diagnosis is not None:
+        out.write_diagnoses_csv(records.values())
     out.write_errors_csv((str(p.path), p.reason) for p in failed)
     return SegmentSummary(written, skipped, tuple(failed), time.perf_counter() - t0, out_dir)
