@@ -51,6 +51,10 @@ def _register() -> None:
 
     app.command("radiomics")(_radiomics.radiomics)
 
+    from radvlsm.cli import report as _report
+
+    app.command("report")(_report.report)
+
 
 _register()
 
