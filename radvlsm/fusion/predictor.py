@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from radvlsm.errors import ConfigError
+from radvlsm.fusion.diagnosis import Diagnosis
 from radvlsm.fusion.features import lesion_features
 from radvlsm.fusion.head import DiagnosisHead
 from radvlsm.fusion.radiomics import RadiomicsExtractor
 
 #: The embedded default head's folder inside the package.
 DEFAULT_HEAD_DIR = Path(__file__).parent / "weights" / "default"
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    """``label`` with the highest probability; ``probabilities`` per class (summing to 1);
-    ``malignant_probability`` the summed probability of the malignant classes."""
-
-    label: str
-    probabilities: tuple[tuple[str, float], ...]
-    malignant_probability: float
 
 
 def load_head(spec: str | Path = "default") -> DiagnosisHead:
@@ -53,13 +43,14 @@ class Diagnoser:
         probs = self.head.predict_proba(feats.values[None])
         return self.to_diagnosis(probs)[0]
 
-    def to_diagnosis(self, probs: np.ndarray) -> list[Diagnosis]:
+    def to_diagnosis(self, probs: np.ndarray, model: str | None = None) -> list[Diagnosis]:
         mal = self.head.malignant_probability(probs)
         return [
             Diagnosis(
                 label=self.head.classes[int(np.argmax(p))],
                 probabilities=tuple((c, float(v)) for c, v in zip(self.head.classes, p, strict=True)),
-                malignant_probability=float(m),
+                malignant_probability=None if np.isnan(m) else float(m),
+                model=model,
             )
             for p, m in zip(probs, mal, strict=True)
         ]

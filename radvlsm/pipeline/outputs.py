@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from radvlsm.fusion.diagnosis import Diagnosis
 from radvlsm.io.writers import atomic_write
 
 log = logging.getLogger(__name__)
@@ -44,14 +45,6 @@ class CandidateRecord:
 
 
 @dataclass(frozen=True)
-class DiagnosisRecord:
-    label: str
-    probabilities: tuple[tuple[str, float], ...]
-    malignant_probability: float
-    model: str
-
-
-@dataclass(frozen=True)
 class CaseRecord:
     """What ``records/<case>.json`` holds for one segmented image."""
 
@@ -68,7 +61,7 @@ class CaseRecord:
     model: str
     prompt: str | None = None
     embedding: tuple[float, ...] = ()
-    diagnosis: DiagnosisRecord | None = None
+    diagnosis: Diagnosis | None = None
     schema: int = RECORD_SCHEMA
 
     def to_json(self) -> str:
@@ -85,9 +78,10 @@ class CaseRecord:
         raw["embedding"] = tuple(raw.get("embedding", ()))
         d = raw.get("diagnosis")
         if d is not None:
-            raw["diagnosis"] = DiagnosisRecord(
+            mal = d.get("malignant_probability")
+            raw["diagnosis"] = Diagnosis(
                 label=d["label"], probabilities=tuple((str(c), float(p)) for c, p in d["probabilities"]),
-                malignant_probability=float(d["malignant_probability"]), model=d["model"],
+                malignant_probability=None if mal is None else float(mal), model=d.get("model"),
             )
         return cls(**raw)
 
@@ -121,9 +115,6 @@ class OutputFolder:
 
     def record_path(self, case_id: str) -> Path:
         return self.records / f"{case_id}.json"
-
-    def is_done(self, case_id: str) -> bool:
-        return self.record_path(case_id).is_file() and self.mask_path(case_id).is_file()
 
     def write_record(self, record: CaseRecord) -> None:
         with atomic_write(self.record_path(record.case_id)) as fh:
@@ -168,9 +159,10 @@ class OutputFolder:
             for r in rows:
                 d = r.diagnosis
                 probs = dict(d.probabilities) if d else {}
+                mal = d.malignant_probability if d else None
                 w.writerow([
                     r.case_id, d.label if d else "", *(f"{probs[c]:.4f}" if c in probs else "" for c in classes),
-                    f"{d.malignant_probability:.4f}" if d else "", r.mask, f"{r.reliability:.4f}", r.status,
+                    "" if mal is None else f"{mal:.4f}", r.mask, f"{r.reliability:.4f}", r.status,
                 ])
         return path
 

@@ -13,13 +13,13 @@ from typing import Protocol
 import numpy as np
 
 from radvlsm.errors import RadvlsmError
+from radvlsm.fusion.diagnosis import Diagnosis
 from radvlsm.fusion.predictor import Diagnoser
 from radvlsm.io import read_image, to_display_rgb, write_png_image, write_png_mask
 from radvlsm.pipeline.inputs import InputItem, InputProblem
 from radvlsm.pipeline.outputs import (
     CandidateRecord,
     CaseRecord,
-    DiagnosisRecord,
     OutputFolder,
     relative,
     round_floats,
@@ -131,17 +131,18 @@ class DiagnosisStep:
     diagnoser: Diagnoser
     model: str
 
-    def run(self, im: LoadedImage, result: SegmentationResult) -> DiagnosisRecord:
+    def run(self, im: LoadedImage, result: SegmentationResult) -> Diagnosis:
         d = self.diagnoser.diagnose(im.rgb, result.mask, result.embedding, im.spacing_mm)
-        return DiagnosisRecord(
+        mal = d.malignant_probability
+        return Diagnosis(
             label=d.label, probabilities=tuple((c, round(p, 5)) for c, p in d.probabilities),
-            malignant_probability=round(d.malignant_probability, 5), model=self.model,
+            malignant_probability=None if mal is None else round(mal, 5), model=self.model,
         )
 
 
 def _write_case(
     out: OutputFolder, im: LoadedImage, cands: Candidates | None, result: SegmentationResult | None, model: str,
-    prompt: str | None, diagnosis: DiagnosisRecord | None = None,
+    prompt: str | None, diagnosis: Diagnosis | None = None,
 ) -> CaseRecord:
     cid = im.item.case_id
     mask = result.mask if result is not None else np.zeros(im.hw, dtype=bool)

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 DIAGNOSES_FILE = "diagnoses.csv"
 _LABEL_COLUMNS = ("label", "predicted_label", "predicted", "prediction")
 _PROB_PREFIXES = ("probability_", "prob_", "p_")
+_NO_DIAGNOSIS_STATUSES = ("not_found", "failed")  # statuses the pipeline writes with an empty label
 
 
 def _probability(text: str, where: str) -> float:
@@ -69,6 +70,8 @@ def read_diagnoses(path: Path) -> dict[str, Diagnosis]:
                 raise ValueError("empty case_id")
             label = (row.get(label_col) or "").strip()
             if not label:
+                if (row.get("status") or "").strip() in _NO_DIAGNOSIS_STATUSES:
+                    continue  # the pipeline found no lesion to diagnose: nothing to read, nothing wrong
                 raise ValueError("empty label")
             probs = tuple((cls, round(_probability(row[col], col), 4)) for col, cls in prob_cols
                           if (row.get(col) or "").strip())

@@ -16,6 +16,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any, TypeVar, Union
 
+from radvlsm.fusion.diagnosis import Diagnosis  # the one diagnosis type, shared with fusion and pipeline
+
 #: Version of the ``reports/<case>.json`` layout. Bump the major number when a field changes meaning or is
 #: removed, the minor number when one is added.
 SCHEMA_VERSION = "1.0"
@@ -144,23 +146,6 @@ class SegmentationInfo:
     reliability: float | None = None
     model: str | None = None
     prompt: str | None = None
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    """The diagnosis model's answer for the case (read from ``diagnoses.csv``).
-
-    Attributes:
-        label: the predicted class.
-        probabilities: each class with its probability, in the file's column order.
-        malignant_probability: summed probability of the malignant classes, ``None`` when unknown.
-        model: the model that gave it, when the file says.
-    """
-
-    label: str
-    probabilities: tuple[tuple[str, float], ...]
-    malignant_probability: float | None
-    model: str | None = None
 
 
 @dataclass(frozen=True)
