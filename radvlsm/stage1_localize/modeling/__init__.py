@@ -1,0 +1,8 @@
+"""Neural-network modules of the localizer, one per file."""
+
+from __future__ import annotations
+
+from radvlsm.stage1_localize.modeling.localizer import LocalizerOutput, TextPromptedLocalizer
+from radvlsm.stage1_localize.modeling.qformer import PromptQFormer, qformer_config
+
+__all__ = ["LocalizerOutput", "PromptQFormer", "TextPromptedLocalizer", "qformer_config"]

@@ -1,0 +1,123 @@
+"""Text prompt → ranked box candidates, on the image features the segmenter already computed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from radvlsm.errors import InputError
+from radvlsm.stage1_localize.boxes import BoxParams, extract_boxes, to_original
+from radvlsm.stage1_localize.modeling import TextPromptedLocalizer
+from radvlsm.stage1_localize.phrases import DEFAULT_PROMPT
+from radvlsm.stage1_localize.text import PhraseEncoder
+from radvlsm.stage2_segment.modeling import ImageFeatures
+from radvlsm.stage2_segment.predictor import SegmenterPredictor
+from radvlsm.stage2_segment.transforms import ResizeTransform
+
+
+@dataclass(frozen=True, eq=False)
+class LocalizationResult:
+    """Where the prompt was found in one image.
+
+    Attributes:
+        prompt: the text prompt.
+        boxes: ``(K, 4)`` float64 XYXY in pixels of the original image (edges, ``x1``/``y1`` exclusive), best
+            first; ``K = 0`` when not found.
+        scores: ``(K,)`` float64 in [0, 1] (see :mod:`radvlsm.stage1_localize.boxes` for the formula).
+        itm_probability: the image–text matching probability of the prompt on the image.
+        relevance: ``(R, R)`` float32 relevance probabilities over the model input frame.
+        found: ``False`` when nothing matches the prompt (then there are no boxes).
+    """
+
+    prompt: str
+    boxes: np.ndarray
+    scores: np.ndarray
+    itm_probability: float
+    relevance: np.ndarray
+    found: bool
+
+    @property
+    def status(self) -> str:
+        return "ok" if self.found else "not_found"
+
+
+class LocalizerPredictor:
+    """Localizes text prompts with a :class:`TextPromptedLocalizer` and a frozen sentence encoder.
+
+    It never runs an image encoder: it reads the ``ImageFeatures`` the segmenter computed (``SegmenterPredictor
+    .set_images``), so one encoder pass serves the localizer and the segmenter.
+    """
+
+    def __init__(self, localizer: TextPromptedLocalizer, text_encoder: PhraseEncoder,
+                 device: str | torch.device = "cpu", max_pairs_per_pass: int = 256) -> None:
+        self.device = torch.device(device)
+        self.model = localizer.to(self.device).eval()
+        self.text_encoder = text_encoder
+        self.max_pairs_per_pass = max_pairs_per_pass
+
+    @torch.inference_mode()
+    def locate(
+        self,
+        features: ImageFeatures,
+        image_sizes: Sequence[tuple[int, int]],
+        transform: ResizeTransform,
+        prompt: str = DEFAULT_PROMPT,
+        top_k: int | None = None,
+        image_index: Sequence[int] | None = None,
+    ) -> list[LocalizationResult]:
+        """Localize ``prompt`` in every image of ``features`` (or those listed by ``image_index``).
+
+        Args:
+            features: the segmenter's features of ``B`` images (``SegmenterPredictor`` keeps them).
+            image_sizes: ``(H, W)`` of each of the ``B`` original images.
+            transform: the segmenter's original ↔ model-frame transform.
+            prompt: free text ("melanoma", "polyp" …).
+            top_k: candidates per image (default: the config's ``top_k``, 5).
+            image_index: which of the ``B`` images to answer for (default: all, in order).
+
+        Raises:
+            InputError: an empty prompt. ConfigError: features of another kind of segmenter.
+        """
+        text = " ".join(str(prompt).split())
+        if not text:
+            raise InputError(None, "the localization prompt is empty")
+        b = features.batch_size
+        if len(image_sizes) != b:
+            raise ValueError(f"features hold {b} images but {len(image_sizes)} sizes were given")
+        images = list(range(b)) if image_index is None else [int(i) for i in image_index]
+        if not images:
+            return []
+        hires4 = features.hires[0] if features.hires is not None else None
+        cfg = self.model.config
+        self.model.check_features(features.embedding, hires4 if cfg.hires_dim > 0 else None)
+        vec = self.text_encoder.encode([text]).to(self.device)
+        params = BoxParams.from_config(cfg, top_k)
+        itm_all, rel_all = [], []
+        for s in range(0, len(images), self.max_pairs_per_pass):
+            idx = torch.tensor(images[s : s + self.max_pairs_per_pass], dtype=torch.long, device=self.device)
+            out = self.model(features.embedding.to(self.device), None if hires4 is None else hires4.to(self.device),
+                             vec.expand(len(idx), -1), idx, with_itc=False)
+            itm_all.append(torch.sigmoid(out.itm_logits).float().cpu())
+            rel_all.append(torch.sigmoid(out.relevance_logits).float().cpu())
+        itm = torch.cat(itm_all).numpy()
+        rel = torch.cat(rel_all).numpy()
+        results = []
+        for k, i in enumerate(images):
+            mb = extract_boxes(rel[k], float(itm[k]), params, frame_size=cfg.image_size)
+            hw = (int(image_sizes[i][0]), int(image_sizes[i][1]))
+            results.append(LocalizationResult(
+                prompt=text, boxes=to_original(mb.boxes, hw, transform), scores=mb.scores,
+                itm_probability=float(itm[k]), relevance=rel[k], found=mb.found,
+            ))
+        return results
+
+    def locate_on(self, segmenter: SegmenterPredictor, prompt: str = DEFAULT_PROMPT,
+                  top_k: int | None = None) -> list[LocalizationResult]:
+        """:meth:`locate` on the images a :class:`SegmenterPredictor` holds (after its ``set_images``)."""
+        features = getattr(segmenter, "features", None) or getattr(segmenter, "_features", None)
+        if features is None:
+            raise RuntimeError("call the segmenter predictor's set_images before locating prompts on its images")
+        return self.locate(features, segmenter.image_sizes, segmenter.transform, prompt, top_k)
