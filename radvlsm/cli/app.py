@@ -42,6 +42,7 @@ def _register() -> None:
     from radvlsm.cli import train as _train
 
     train_app.command("segmenter")(_train.segmenter)
+    train_app.command("localizer")(_train.localizer)
 
     from radvlsm.cli import segment as _segment
 

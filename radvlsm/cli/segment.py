@@ -28,47 +28,83 @@ def segment(
     inputs: list[Path] = typer.Argument(..., help="Image files or folders (PNG, JPEG, BMP, TIFF, DICOM)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
     boxes: Path = typer.Option(None, "--boxes", help="CSV of box prompts: image,x0,y0,x1,y1[,score] (pixels)."),
+    prompt: str = typer.Option(
+        None, "--prompt", help='Text prompt for the stage-1 localizer ("polyp"); default "lesion" without --boxes.'
+    ),
+    top_k: int = typer.Option(None, "--top-k", min=1, help="Candidate boxes per image from --prompt (default 5)."),
+    localizer: str = typer.Option("default", "--localizer", help="default | localizer folder (with --prompt)."),
     model: str = typer.Option("default", "--model", help="default | sam_vit_b:PATH | medsam:PATH | model folder."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images embedded together."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     threads: int = typer.Option(0, "--threads", min=0, help="CPU threads for the model (0: all cores)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo images already in OUT."),
 ) -> None:
-    """Segment the lesion in each image from box prompts; write masks, overlays and results.csv."""
+    """Segment the lesion in each image, from box prompts or from a text prompt; write masks, overlays,
+    records and results.csv (and, from a text prompt, the boxes stage 1 proposed in boxes.csv)."""
+    run_batch(inputs, out, boxes=boxes, prompt=prompt, top_k=top_k, localizer=localizer, model=model,
+              batch_size=batch_size, device=device, threads=threads, overwrite=overwrite)
+
+
+def run_batch(
+    inputs: list[Path], out: Path, *, boxes: Path | None, prompt: str | None, top_k: int | None, localizer: str,
+    model: str, batch_size: int, device: str, threads: int, overwrite: bool, diagnosis_head: str | None = None,
+) -> None:
+    """What ``segment`` and ``diagnose`` share: check the options, load the models, run, report failures.
+    With ``diagnosis_head`` (a head spec) every lesion found is diagnosed too."""
     import torch
 
+    from radvlsm.fusion.predictor import Diagnoser, load_head
     from radvlsm.pipeline.inputs import InputProblem, discover_inputs
     from radvlsm.pipeline.prompts import read_boxes_csv
-    from radvlsm.pipeline.segment import BoxFilePrompts, run_segment
+    from radvlsm.pipeline.segment import BoxFilePrompts, DiagnosisStep, LocalizerPrompts, PromptSource, run_segment
+    from radvlsm.stage1_localize.build import check_segmenter, load_localizer
+    from radvlsm.stage1_localize.phrases import DEFAULT_PROMPT
+    from radvlsm.stage1_localize.predictor import LocalizerPredictor
+    from radvlsm.stage1_localize.text import TextEncoder
     from radvlsm.stage2_segment.build import load_segmenter
     from radvlsm.stage2_segment.predictor import SegmenterPredictor
 
-    if boxes is None:
-        raise typer.BadParameter("give the box prompts with --boxes boxes.csv", param_hint="--boxes")
+    if boxes is not None and (prompt is not None or top_k is not None):
+        raise typer.BadParameter("give either --boxes or --prompt/--top-k, not both", param_hint="--boxes")
+    if prompt is not None and not prompt.strip():
+        raise typer.BadParameter("the prompt is empty", param_hint="--prompt")
     dev = resolve_device(device)
     if threads:
         torch.set_num_threads(threads)
+    text = None if boxes is not None else " ".join((prompt or DEFAULT_PROMPT).split())
     try:
-        prompts = BoxFilePrompts(read_boxes_csv(boxes))
-        predictor = SegmenterPredictor(load_segmenter(model), device=dev, encoder_batch=batch_size)
+        seg = load_segmenter(model)
+        prompts: PromptSource
+        if boxes is not None:
+            prompts = BoxFilePrompts(read_boxes_csv(boxes))
+        else:
+            loc = load_localizer(localizer)
+            check_segmenter(loc.config, seg, strict=False)
+            prompts = LocalizerPrompts(LocalizerPredictor(loc, TextEncoder(), device=dev), text, top_k)
+        predictor = SegmenterPredictor(seg, device=dev, encoder_batch=batch_size)
+        step = None if diagnosis_head is None else DiagnosisStep(Diagnoser(load_head(diagnosis_head)), diagnosis_head)
     except RadvlsmError as exc:
         log.error("%s", exc)
         raise typer.Exit(2) from exc
     items, problems = discover_inputs(inputs)
-    known = {it.case_id for it in items}
-    for cid in sorted(set(prompts.boxes.by_case) - known):
-        row = prompts.boxes.by_case[cid][0]
-        problems.append(InputProblem(boxes, f"line {row.line}: image {row.image!r} is not among the inputs"))
+    if isinstance(prompts, BoxFilePrompts):
+        known = {it.case_id for it in items}
+        for cid in sorted(set(prompts.boxes.by_case) - known):
+            row = prompts.boxes.by_case[cid][0]
+            problems.append(InputProblem(boxes, f"line {row.line}: image {row.image!r} is not among the inputs"))
     if not items:
         log.error("no input images found in %s", ", ".join(map(str, inputs)))
         raise typer.Exit(1)
-    progress = Progress(TextColumn("segment"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+    progress = Progress(TextColumn("diagnose" if step else "segment"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=console)
     with progress:
         task = progress.add_task("segment", total=len(items))
         summary = run_segment(
-            items, out, predictor, prompts, model_name=model, batch_size=batch_size, overwrite=overwrite,
-            problems=problems, on_progress=lambda n: progress.advance(task, n),
+            items, out, predictor, prompts, model_name=model, prompt_text=text, batch_size=batch_size,
+            overwrite=overwrite, problems=problems, on_progress=lambda n: progress.advance(task, n), diagnosis=step,
         )
+    if step is not None:
+        log.info("diagnoses → %s", out / "diagnoses.csv")
     log.info("%d image(s) segmented, %d already done, %d failed in %.1f s (%.1f images/s) → %s",
              summary.written, summary.skipped, len(summary.failed), summary.seconds, summary.images_per_s, out)
     if summary.failed:

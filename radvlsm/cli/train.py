@@ -38,3 +38,44 @@ def segmenter(
         for f in (out / "final").iterdir():
             shutil.copy2(f, export / f.name)
         log.info("exported the trained model to %s", export)
+
+
+def localizer(
+    data: Path = typer.Option(
+        None, "--data", help="Folder holding ph2/ and kvasir-seg/ (default: ../shared/datasets)."
+    ),
+    segmenter_spec: str = typer.Option(
+        "default", "--segmenter", help="The segmenter whose image features the localizer reads (default | folder)."
+    ),
+    out: Path = typer.Option(Path("runs/localizer"), "--out", "-o", help="Run folder: checkpoint, log, final model."),
+    epochs: int = typer.Option(30, min=1, help="Training epochs."),
+    batch_size: int = typer.Option(32, min=2, help="Images per step (one positive, two negative phrases each)."),
+    threads: int = typer.Option(2, min=1, help="CPU threads."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt (features cached there)."),
+    init_qformer: Path = typer.Option(
+        None, "--init-qformer", help="Initialise the Q-Former from an official BLIP-2 folder (Hugging Face format)."
+    ),
+    export: Path = typer.Option(None, "--export", help="Copy the final model (safetensors + config) here."),
+) -> None:
+    """Train the text-prompted localizer on the frozen segmenter's features (PH2 and Kvasir-SEG training splits)."""
+    import torch
+
+    from radvlsm.errors import RadvlsmError
+    from radvlsm.stage1_localize.train import LocalizerTrainConfig, train_localizer
+    from radvlsm.stage2_segment.build import load_segmenter
+
+    torch.set_num_threads(threads)
+    root = data or shared_datasets_root()
+    cfg = LocalizerTrainConfig(epochs=epochs, batch_size=batch_size, threads=threads,
+                               init_qformer=str(init_qformer) if init_qformer else "")
+    try:
+        seg = load_segmenter(segmenter_spec)
+        train_localizer(seg, root, out, cfg, resume=resume, console=console, segmenter_name=segmenter_spec)
+    except RadvlsmError as exc:
+        log.error("%s", exc)
+        raise typer.Exit(2) from exc
+    if export is not None:
+        export.mkdir(parents=True, exist_ok=True)
+        for f in (out / "final").iterdir():
+            shutil.copy2(f, export / f.name)
+        log.info("exported the trained model to %s", export)

@@ -166,6 +166,19 @@ class OutputFolder:
                 ])
         return path
 
+    def write_boxes_csv(self, records: Iterable[CaseRecord]) -> Path:
+        """Rewrite ``boxes.csv``: the candidate boxes each image was segmented from, ``image, rank, x0, y0, x1,
+        y1, score`` (XYXY pixels of the original image, rank 1 = best); images with none have no row. The file
+        reads back as ``--boxes`` input."""
+        path = self.root / "boxes.csv"
+        with atomic_write(path, newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(("image", "rank", "x0", "y0", "x1", "y1", "score"))
+            for r in sorted(records, key=lambda r: r.case_id):
+                for k, c in enumerate(r.candidates, start=1):
+                    w.writerow([r.case_id, k, *(f"{v:.2f}" for v in c.box), f"{c.score:.5f}"])
+        return path
+
     def write_errors_csv(self, errors: Iterable[tuple[str, str]]) -> Path:
         """Rewrite ``errors.csv``: one ``input, reason`` row per failure of the latest run."""
         path = self.root / "errors.csv"

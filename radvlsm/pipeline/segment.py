@@ -26,6 +26,7 @@ from radvlsm.pipeline.outputs import (
 )
 from radvlsm.pipeline.overlay import draw_overlay
 from radvlsm.pipeline.prompts import BoxPrompts, check_boxes_in_image
+from radvlsm.stage1_localize.predictor import LocalizerPredictor
 from radvlsm.stage2_segment.predictor import SegmentationResult, SegmenterPredictor
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class PromptSource(Protocol):
     """
 
     description: str
+    #: whether the source proposes the boxes itself (then ``OUT/boxes.csv`` records them)
+    proposes_boxes: bool
 
     def candidates(
         self, batch: Sequence[LoadedImage], predictor: SegmenterPredictor
@@ -75,6 +78,7 @@ class BoxFilePrompts:
 
     boxes: BoxPrompts
     description: str = "boxes"
+    proposes_boxes: bool = False
 
     def candidates(
         self, batch: Sequence[LoadedImage], predictor: SegmenterPredictor
@@ -92,6 +96,25 @@ class BoxFilePrompts:
                 continue
             out.append(Candidates(boxes, np.array([r.score for r in rows], dtype=np.float32)))
         return out
+
+
+@dataclass(frozen=True, eq=False)
+class LocalizerPrompts:
+    """Prompts from a text phrase: the stage-1 localizer reads the features the segmenter predictor just
+    computed for the batch (one image encoder pass serves both stages) and gives up to ``top_k`` ranked boxes
+    per image; an image where the phrase matches nothing gets none (status ``not_found``, empty mask)."""
+
+    localizer: LocalizerPredictor
+    prompt: str
+    top_k: int | None = None
+    description: str = "prompt"
+    proposes_boxes: bool = True
+
+    def candidates(
+        self, batch: Sequence[LoadedImage], predictor: SegmenterPredictor
+    ) -> list[Candidates | InputProblem | None]:
+        found = self.localizer.locate_on(predictor, self.prompt, self.top_k)
+        return [Candidates(r.boxes, r.scores.astype(np.float32)) if r.found else None for r in found]
 
 
 @dataclass(frozen=True)
@@ -258,5 +281,7 @@ def run_segment(
     out.write_results_csv(records.values())
     if diagnosis is not None:
         out.write_diagnoses_csv(records.values())
+    if prompts.proposes_boxes:
+        out.write_boxes_csv(records.values())
     out.write_errors_csv((str(p.path), p.reason) for p in failed)
     return SegmentSummary(written, skipped, tuple(failed), time.perf_counter() - t0, out_dir)

@@ -1,0 +1,146 @@
+"""``radvlsm segment`` end to end on the samples shipped in ``data/samples`` with the embedded default models."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from radvlsm.cli.app import app
+from radvlsm.io import read_image, read_mask
+from radvlsm.metrics.segmentation import dice
+from radvlsm.pipeline.prompts import read_boxes_csv
+from radvlsm.stage1_localize.build import DEFAULT_WEIGHTS_DIR as LOCALIZER_DIR
+from radvlsm.stage2_segment.baselines import ellipse_in_box
+from radvlsm.stage2_segment.build import DEFAULT_WEIGHTS_DIR as SEGMENTER_DIR
+
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
+PH2_SAMPLES = ("IMD009", "IMD019", "IMD061")
+KVASIR_SAMPLES = ("cju0rx1idathl0835detmsp84", "cju0s690hkp960855tjuaqvv0", "cju15l5ubz9yh0855b3ivdpse")
+
+
+@pytest.fixture(scope="module")
+def default_segmenter() -> None:
+    if not (SEGMENTER_DIR / "model.safetensors").is_file():
+        pytest.skip(f"the embedded default segmenter is not in {SEGMENTER_DIR}")
+
+
+@pytest.fixture(scope="module")
+def default_localizer(default_segmenter: None) -> None:
+    if not (LOCALIZER_DIR / "model.safetensors").is_file():
+        pytest.skip(f"the embedded default localizer is not in {LOCALIZER_DIR}")
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["segment", "--threads", "2", *args])
+    return result.exit_code, " ".join(result.output.split())  # rich wraps long lines
+
+
+def _rows(path: Path, key: str = "image") -> dict[str, dict[str, str]]:
+    with path.open(newline="") as fh:
+        return {r[key]: r for r in csv.DictReader(fh)}
+
+
+def _dice(out: Path, case: str) -> float:
+    return dice(read_mask(out / "masks" / f"{case}.png"), read_mask(SAMPLES / "masks" / f"{case}.png"))
+
+
+def test_boxes_on_samples_beat_the_ellipse(tmp_path: Path, default_segmenter: None) -> None:
+    out = tmp_path / "out"
+    code, output = _run(str(SAMPLES / "images"), "-o", str(out), "--boxes", str(SAMPLES / "boxes.csv"))
+    assert code == 0, output
+    rows = _rows(out / "results.csv")
+    assert len(rows) == 8
+    # the default is trained on dermoscopy and colonoscopy; the ultrasound samples are out of its domain
+    assert all(rows[c]["status"] == "ok" for c in (*PH2_SAMPLES, *KVASIR_SAMPLES))
+    boxes = read_boxes_csv(SAMPLES / "boxes.csv")
+    ours, ellipse = [], []
+    for case in (*PH2_SAMPLES, *KVASIR_SAMPLES):
+        image = read_image(next((SAMPLES / "images").glob(f"{case}.*")))
+        mask = read_mask(out / "masks" / f"{case}.png")
+        assert mask.shape == image.pixels.shape[:2]  # same size as the input
+        assert (out / "overlays" / f"{case}.png").is_file() and (out / "records" / f"{case}.json").is_file()
+        ours.append(_dice(out, case))
+        gt = read_mask(SAMPLES / "masks" / f"{case}.png")
+        ellipse.append(dice(ellipse_in_box(np.array(boxes.for_case(case)[0].box), gt.shape), gt))
+    assert np.mean(ours) > np.mean(ellipse), (ours, ellipse)
+    assert min(ours) > 0.75
+    assert not (out / "boxes.csv").exists()  # the boxes were the user's: nothing proposed
+    # a rerun skips what is done and loses nothing
+    before = (out / "masks" / "IMD009.png").stat().st_mtime_ns
+    code, output = _run(str(SAMPLES / "images"), "-o", str(out), "--boxes", str(SAMPLES / "boxes.csv"))
+    assert code == 0 and "8 already done" in output
+    assert (out / "masks" / "IMD009.png").stat().st_mtime_ns == before
+
+
+def test_batch_goes_on_past_bad_files(tmp_path: Path, default_segmenter: None) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    for case in ("IMD009", "cju0rx1idathl0835detmsp84"):
+        shutil.copy(SAMPLES / "images" / f"{case}.jpg", images)
+    data = (SAMPLES / "images" / "IMD019.jpg").read_bytes()
+    (images / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    (images / "empty.png").write_bytes(b"")
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text("image,x0,y0,x1,y1\nIMD009,235,179,479,444\ncju0rx1idathl0835detmsp84,122,75,200,181\n"
+                     "truncated,10,10,50,50\nempty,10,10,50,50\nnot_an_input,1,1,5,5\n")
+    out = tmp_path / "out"
+    code, output = _run(str(images), "-o", str(out), "--boxes", str(boxes))
+    assert code == 0, output
+    assert set(_rows(out / "results.csv")) == {"IMD009", "cju0rx1idathl0835detmsp84"}
+    errors = _rows(out / "errors.csv", "input")
+    assert len(errors) == 3
+    reasons = {Path(k).name: v["reason"] for k, v in errors.items()}
+    assert "truncated" in reasons["truncated.jpg"].lower()
+    assert "empty" in reasons["empty.png"].lower()
+    assert "not_an_input" in reasons["boxes.csv"]
+
+
+def test_option_errors(tmp_path: Path) -> None:
+    code, output = _run(str(SAMPLES / "images"), "-o", str(tmp_path / "o"), "--boxes", str(SAMPLES / "boxes.csv"),
+                        "--prompt", "polyp")
+    assert code == 2 and "not both" in output
+    code, output = _run(str(SAMPLES / "images"), "-o", str(tmp_path / "o"), "--prompt", "  ")
+    assert code == 2 and "empty" in output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("image,x0,y0\nIMD009,1,2\n")
+    code, output = _run(str(SAMPLES / "images"), "-o", str(tmp_path / "o"), "--boxes", str(bad))
+    assert code == 2 and "bad.csv" in output and "missing column" in output
+
+
+def test_prompt_finds_the_lesion_and_rejects_other_domains(tmp_path: Path, default_localizer: None) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    for case in (*PH2_SAMPLES, *KVASIR_SAMPLES):
+        shutil.copy(SAMPLES / "images" / f"{case}.jpg", images)
+    out = tmp_path / "skin"
+    code, output = _run(str(images), "-o", str(out), "--prompt", "pigmented skin lesion", "--top-k", "3")
+    assert code == 0, output
+    rows = _rows(out / "results.csv")
+    assert all(rows[c]["status"] == "ok" for c in PH2_SAMPLES)
+    assert all(rows[c]["status"] == "not_found" and rows[c]["area_px"] == "0" for c in KVASIR_SAMPLES)
+    assert not read_mask(out / "masks" / f"{KVASIR_SAMPLES[0]}.png").any()  # empty mask, never a guess
+    assert np.mean([_dice(out, c) for c in PH2_SAMPLES]) > 0.85
+    with (out / "boxes.csv").open(newline="") as fh:
+        proposed = list(csv.DictReader(fh))
+    assert {r["image"] for r in proposed} == set(PH2_SAMPLES)
+    assert all(1 <= int(r["rank"]) <= 3 for r in proposed)
+    # the proposed boxes read back as --boxes input
+    assert set(read_boxes_csv(out / "boxes.csv").by_case) == set(PH2_SAMPLES)
+
+    out = tmp_path / "colon"
+    code, output = _run(str(images), "-o", str(out), "--prompt", "polyp")
+    assert code == 0, output
+    rows = _rows(out / "results.csv")
+    assert all(rows[c]["status"] == "not_found" for c in PH2_SAMPLES)
+    assert all(rows[c]["status"] == "ok" for c in KVASIR_SAMPLES)
+
+    out = tmp_path / "default"
+    code, output = _run(str(images), "-o", str(out))  # neither --prompt nor --boxes: "lesion"
+    assert code == 0, output
+    rows = _rows(out / "results.csv")
+    assert all(rows[c]["status"] == "ok" for c in (*PH2_SAMPLES, *KVASIR_SAMPLES))
