@@ -43,10 +43,12 @@ def _register() -> None:
 
     train_app.command("segmenter")(_train.segmenter)
     train_app.command("localizer")(_train.localizer)
+    train_app.command("diagnoser")(_train.diagnoser)
 
     from radvlsm.cli import segment as _segment
 
     app.command("segment")(_segment.segment)
+    app.command("diagnose")(_segment.diagnose)
 
     from radvlsm.cli import radiomics as _radiomics
 

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from radvlsm.cli.logsetup import console
-from radvlsm.errors import RadvlsmError
+from radvlsm.errors import ConfigError, RadvlsmError
+
+if TYPE_CHECKING:
+    from radvlsm.fusion.head import DiagnosisHead
+    from radvlsm.stage2_segment.modeling import LesionSegmenter
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,42 @@ def segment(
     records and results.csv (and, from a text prompt, the boxes stage 1 proposed in boxes.csv)."""
     run_batch(inputs, out, boxes=boxes, prompt=prompt, top_k=top_k, localizer=localizer, model=model,
               batch_size=batch_size, device=device, threads=threads, overwrite=overwrite)
+
+
+def check_head_segmenter(head: DiagnosisHead, seg: LesionSegmenter, head_spec: str, model_spec: str) -> None:
+    """Fail early when the head's visual features cannot come from this segmenter (another embedding size)."""
+    n_visual = sum(n.startswith("visual_") for n in head.feature_names)
+    n_seg = 2 * seg.config.embed_dim
+    if n_visual != n_seg:
+        raise ConfigError(f"{head_spec}: the diagnosis head reads {n_visual} visual features, but the segmenter "
+                          f"{model_spec!r} gives {n_seg}; use the head trained with this segmenter "
+                          "(radvlsm train diagnoser --segmenter)")
+
+
+def diagnose(
+    inputs: list[Path] = typer.Argument(..., help="Image files or folders (PNG, JPEG, BMP, TIFF, DICOM)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
+    boxes: Path = typer.Option(None, "--boxes", help="CSV of box prompts: image,x0,y0,x1,y1[,score] (pixels)."),
+    prompt: str = typer.Option(
+        None, "--prompt", help='Text prompt for the stage-1 localizer ("pigmented lesion"); default "lesion" '
+        "without --boxes."
+    ),
+    top_k: int = typer.Option(None, "--top-k", min=1, help="Candidate boxes per image from --prompt (default 5)."),
+    head: str = typer.Option(
+        "default", "--head", help="default | diagnosis head folder (head.json + booster.json, from "
+        "radvlsm train diagnoser); it must come from the same segmenter as --model."
+    ),
+    localizer: str = typer.Option("default", "--localizer", help="default | localizer folder (with --prompt)."),
+    model: str = typer.Option("default", "--model", help="default | sam_vit_b:PATH | medsam:PATH | model folder."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images embedded together."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    threads: int = typer.Option(0, "--threads", min=0, help="CPU threads for the model (0: all cores)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo images already in OUT."),
+) -> None:
+    """Segment and diagnose the lesion in each image: what segment writes, plus each lesion's class
+    probabilities in the records and diagnoses.csv (an image whose lesion is not found gets no label)."""
+    run_batch(inputs, out, boxes=boxes, prompt=prompt, top_k=top_k, localizer=localizer, model=model,
+              batch_size=batch_size, device=device, threads=threads, overwrite=overwrite, diagnosis_head=head)
 
 
 def run_batch(
@@ -82,7 +123,11 @@ def run_batch(
             check_segmenter(loc.config, seg, strict=False)
             prompts = LocalizerPrompts(LocalizerPredictor(loc, TextEncoder(), device=dev), text, top_k)
         predictor = SegmenterPredictor(seg, device=dev, encoder_batch=batch_size)
-        step = None if diagnosis_head is None else DiagnosisStep(Diagnoser(load_head(diagnosis_head)), diagnosis_head)
+        step = None
+        if diagnosis_head is not None:
+            dhead = load_head(diagnosis_head)
+            check_head_segmenter(dhead, seg, diagnosis_head, model)
+            step = DiagnosisStep(Diagnoser(dhead), diagnosis_head)
     except RadvlsmError as exc:
         log.error("%s", exc)
         raise typer.Exit(2) from exc

@@ -14,6 +14,15 @@ from radvlsm.data.paths import shared_datasets_root
 log = logging.getLogger(__name__)
 
 
+def _export(final: Path, export: Path) -> None:
+    """Copy the files of a run's ``final/`` folder into ``export``."""
+    export.mkdir(parents=True, exist_ok=True)
+    for f in final.iterdir():
+        if f.is_file():
+            shutil.copy2(f, export / f.name)
+    log.info("exported the trained model to %s", export)
+
+
 def segmenter(
     data: Path = typer.Option(
         None, "--data", help="Folder holding ph2/ and kvasir-seg/ (default: ../shared/datasets)."
@@ -34,10 +43,7 @@ def segmenter(
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, threads=threads, model=SegmenterConfig(box_prior=box_prior))
     train_segmenter(root, out, cfg, resume=resume, console=console)
     if export is not None:
-        export.mkdir(parents=True, exist_ok=True)
-        for f in (out / "final").iterdir():
-            shutil.copy2(f, export / f.name)
-        log.info("exported the trained model to %s", export)
+        _export(out / "final", export)
 
 
 def localizer(
@@ -75,7 +81,63 @@ def localizer(
         log.error("%s", exc)
         raise typer.Exit(2) from exc
     if export is not None:
-        export.mkdir(parents=True, exist_ok=True)
-        for f in (out / "final").iterdir():
-            shutil.copy2(f, export / f.name)
-        log.info("exported the trained model to %s", export)
+        _export(out / "final", export)
+
+
+def diagnoser(
+    data: Path = typer.Option(None, "--data", help="Folder holding ph2/ (default: ../shared/datasets)."),
+    segmenter_spec: str = typer.Option(
+        "default", "--segmenter", help="The segmenter giving the visual features (default | model folder | spec)."
+    ),
+    out: Path = typer.Option(
+        Path("runs/diagnoser"), "--out", "-o", help="Run folder: feature cache, CV report, final head."
+    ),
+    masks: str = typer.Option(
+        "gt", "--masks",
+        help="Lesion masks for the features: gt (the experts') or predicted (the segmenter's, from the "
+             "ground-truth box, as radvlsm diagnose --boxes does).",
+    ),
+    threads: int = typer.Option(2, min=1, help="CPU threads (segmenter and xgboost)."),
+    export: Path = typer.Option(None, "--export", help="Copy the final head (head.json, booster.json, card) here."),
+) -> None:
+    """Train the diagnosis head on PH2: lesion features, cross-validation on the committed 5 folds (ablations
+    radiomics / visual / colour / fused), then the final head on all cases with its model card."""
+    import torch
+
+    from radvlsm.errors import RadvlsmError
+    from radvlsm.fusion.head import HeadConfig
+    from radvlsm.fusion.train import DiagnoserConfig, MaskMode, train_diagnoser
+    from radvlsm.stage2_segment.build import load_segmenter
+
+    modes = [m.value for m in MaskMode]
+    if masks not in modes:
+        raise typer.BadParameter(f"{masks!r} is not one of {', '.join(modes)}", param_hint="--masks")
+    torch.set_num_threads(threads)
+    root = data or shared_datasets_root()
+    cfg = DiagnoserConfig(masks=MaskMode(masks), head=HeadConfig(threads=threads))
+    try:
+        seg = load_segmenter(segmenter_spec)
+        report = train_diagnoser(root, out, seg, cfg, segmenter_name=segmenter_spec, console=console)
+    except RadvlsmError as exc:
+        log.error("%s", exc)
+        raise typer.Exit(2) from exc
+    _print_scores(report)
+    if export is not None:
+        _export(report.final_dir, export)
+
+
+def _print_scores(report: object) -> None:
+    from rich.table import Table
+
+    from radvlsm.fusion.train import DiagnoserReport
+
+    assert isinstance(report, DiagnoserReport)
+    table = Table(title=f"PH2, {report.n_cases} cases, {report.masks.value} masks: cross-validated on "
+                        f"{len(report.folds)} folds")
+    for col in ("features", "n", "melanoma AUC [95% CI]", "accuracy", "balanced acc."):
+        table.add_column(col, justify="left" if col == "features" else "right")
+    for s in report.scores:
+        table.add_row(s.features, str(s.n_features),
+                      f"{s.melanoma_auc:.3f} [{s.melanoma_auc_low:.3f}, {s.melanoma_auc_high:.3f}]",
+                      f"{s.accuracy:.3f}", f"{s.balanced_accuracy:.3f}")
+    console.print(table)

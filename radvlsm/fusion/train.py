@@ -1,31 +1,53 @@
 """Training recipe of the diagnosis head (``radvlsm train diagnoser``) on PH2.
 
 1. Features for every PH2 case (:func:`compute_features`), from the ground-truth mask or from the mask the
-   pipeline predicts; cached as CSV in the run folder (a rerun reuses them).
+   pipeline predicts from the ground-truth box; cached as CSV in the run folder (a rerun with the same
+   segmenter, mask mode and radiomics parameters reuses them).
 2. 5-fold cross-validation on the committed PH2 folds (:func:`cross_validate_groups`): selection, scaling and
-   calibration are fitted inside each fold's training part. Reported: melanoma-vs-rest ROC AUC with a
-   stratified bootstrap 95% interval, 3-class accuracy and balanced accuracy; for radiomics only, visual
-   only, colour only, and all fused.
-3. The shipped head: fitted on all PH2 cases with all features (:func:`fit_head`).
+   calibration are fitted inside each fold's training part; a fold's test part is never used for fitting.
+   Reported: melanoma-vs-rest ROC AUC with a stratified bootstrap 95% interval, 3-class accuracy and balanced
+   accuracy; for radiomics only, visual only, colour only, radiomics + colour, and all fused.
+3. The shipped head: fitted on all PH2 cases with all (fused) features (:func:`fit_head`), saved as JSON with
+   a model card.
+
+:func:`train_diagnoser` runs the three steps and writes::
+
+    OUT/features.csv, OUT/features.json   the feature cache and what it was computed with
+    OUT/cv_report.json, OUT/cv_report.md  the cross-validated figures
+    OUT/cv_predictions.csv                out-of-fold probabilities of the fused head, one row per case
+    OUT/final/head.json, booster.json     the shipped head (JSON only, no pickle)
+    OUT/final/MODEL_CARD.md               data, folds, recipe, CV figures, top features
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import logging
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, replace
+from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from radvlsm.data.boxes import mask_to_box
-from radvlsm.data.cases import LesionCase
-from radvlsm.fusion.features import LesionFeatures, lesion_features, select_groups, stack
-from radvlsm.fusion.head import HeadConfig, cross_validate
+from radvlsm.data.cases import LesionCase, read_dataset
+from radvlsm.data.splits import PH2_FOLDS_FILE, PH2_HOLDOUT_FOLD, ph2_folds
+from radvlsm.errors import ConfigError, InputError
+from radvlsm.fusion.features import FEATURE_GROUPS, LesionFeatures, lesion_features, select_groups, stack
+from radvlsm.fusion.head import DiagnosisHead, HeadConfig, cross_validate, fit_head
 from radvlsm.fusion.radiomics import RadiomicsExtractor
 from radvlsm.io import atomic_write, read_image, read_mask, to_display_rgb
-from radvlsm.metrics.classification import accuracy, balanced_accuracy, roc_auc_ci
+from radvlsm.metrics.classification import accuracy, balanced_accuracy, confusion_matrix, roc_auc_ci
+from radvlsm.metrics.segmentation import dice
+from radvlsm.stage2_segment.modeling import LesionSegmenter
 from radvlsm.stage2_segment.predictor import SegmenterPredictor
 
 log = logging.getLogger(__name__)
@@ -39,20 +61,48 @@ ABLATIONS: dict[str, tuple[str, ...]] = {
     "radiomics+colour": ("radiomics", "colour"),
     "fused": ("radiomics", "visual", "colour"),
 }
+#: The feature set of the shipped head: all groups (the pipeline's :class:`Diagnoser` computes all of them).
+SHIPPED_FEATURES = "fused"
+
+FEATURES_FILE = "features.csv"
+FEATURES_META_FILE = "features.json"
+CV_REPORT_JSON = "cv_report.json"
+CV_REPORT_MD = "cv_report.md"
+CV_PREDICTIONS_FILE = "cv_predictions.csv"
+FINAL_DIR = "final"
+MODEL_CARD_FILE = "MODEL_CARD.md"
+FEATURE_CACHE_SCHEMA = 1
 
 #: Gives the lesion mask and embedding of one image: ``(rgb, case) -> (mask, embedding)`` or ``None`` when no
 #: lesion was found.
 MaskSource = Callable[[np.ndarray, LesionCase], "tuple[np.ndarray, np.ndarray] | None"]
 
 
+class MaskMode(str, Enum):
+    """Which lesion mask the features are computed under."""
+
+    GT = "gt"  #: the expert's mask
+    PREDICTED = "predicted"  #: the segmenter's mask from the ground-truth box (the pipeline with box prompts)
+
+
+def _gt_mask(case: LesionCase) -> np.ndarray:
+    if case.mask_path is None:
+        raise InputError(case.image_path, "has no ground-truth mask; the diagnoser recipe needs one per case")
+    return read_mask(case.mask_path)
+
+
 def gt_box_source(predictor: SegmenterPredictor, use_gt_mask: bool) -> MaskSource:
     """Masks from the ground truth (``use_gt_mask``) or predicted from the ground-truth box; the embedding
-    always comes from the segmenter prompted with the ground-truth box."""
+    always comes from the segmenter prompted with the ground-truth box (one box, score 1: what ``radvlsm
+    diagnose --boxes`` does with that box). A case with an empty ground-truth mask gives ``None``."""
 
     def source(rgb: np.ndarray, case: LesionCase) -> tuple[np.ndarray, np.ndarray] | None:
-        gt = read_mask(case.mask_path)
+        gt = _gt_mask(case)
+        box = mask_to_box(gt)
+        if box is None:
+            return None
         predictor.set_images([rgb])
-        res = predictor.predict([mask_to_box(gt)[None]])[0]
+        res = predictor.predict([box[None]])[0]
         if res.status != "ok":
             return None
         return (gt if use_gt_mask else res.mask), res.embedding
@@ -106,25 +156,510 @@ class CVScores:
     balanced_accuracy: float
 
 
+def score_probabilities(name: str, n_features: int, y: np.ndarray, probs: np.ndarray, n_boot: int = 2000,
+                        seed: int = 0) -> CVScores:
+    """Figures of ``probs (n, 3)`` against ``y (n,)`` (indices into :data:`PH2_CLASSES`)."""
+    mel = (y == PH2_CLASSES.index("melanoma")).astype(int)
+    auc = roc_auc_ci(mel, probs[:, PH2_CLASSES.index("melanoma")], n_boot=n_boot, seed=seed)
+    pred = probs.argmax(1)
+    return CVScores(name, n_features, auc.auc, auc.low, auc.high, accuracy(y, pred), balanced_accuracy(y, pred))
+
+
 def cross_validate_groups(
     feats: Sequence[LesionFeatures], labels: dict[str, str], folds: dict[str, str],
-    ablations: dict[str, tuple[str, ...]] = ABLATIONS, cfg: HeadConfig = HeadConfig(),
+    ablations: dict[str, tuple[str, ...]] = ABLATIONS, cfg: HeadConfig = HeadConfig(), n_boot: int = 2000,
+    on_ablation: Callable[[], None] | None = None,
 ) -> tuple[list[CVScores], np.ndarray]:
     """Cross-validated scores per feature set; also returns the fused set's out-of-fold probabilities."""
     X, names = stack(feats)
     y = np.array([PH2_CLASSES.index(labels[f.case_id]) for f in feats])
     fold = np.array([folds[f.case_id] for f in feats])
-    mel = (y == PH2_CLASSES.index("melanoma")).astype(int)
     scores, fused_probs = [], np.zeros((len(y), len(PH2_CLASSES)))
     for name, groups in ablations.items():
         cols = select_groups(names, groups)
         probs = cross_validate(X[:, cols], y, fold, [names[i] for i in cols], PH2_CLASSES, cfg)
-        auc = roc_auc_ci(mel, probs[:, PH2_CLASSES.index("melanoma")], seed=cfg.seed)
-        pred = probs.argmax(1)
-        scores.append(CVScores(name, len(cols), auc.auc, auc.low, auc.high, accuracy(y, pred),
-                               balanced_accuracy(y, pred)))
-        log.info("%-18s AUC %.3f [%.3f, %.3f]  acc %.3f  bal.acc %.3f", name, auc.auc, auc.low, auc.high,
-                 scores[-1].accuracy, scores[-1].balanced_accuracy)
-        if name == "fused":
+        scores.append(score_probabilities(name, len(cols), y, probs, n_boot, cfg.seed))
+        s = scores[-1]
+        log.info("%-18s AUC %.3f [%.3f, %.3f]  acc %.3f  bal.acc %.3f", name, s.melanoma_auc, s.melanoma_auc_low,
+                 s.melanoma_auc_high, s.accuracy, s.balanced_accuracy)
+        if name == SHIPPED_FEATURES:
             fused_probs = probs
+        if on_ablation:
+            on_ablation()
     return scores, fused_probs
+
+
+# ------------------------------------------------------------------------------------------------ recipe
+
+
+@dataclass(frozen=True)
+class DiagnoserConfig:
+    """What :func:`train_diagnoser` does.
+
+    Attributes:
+        masks: the mask the features are computed under (:class:`MaskMode`).
+        head: the head's hyper-parameters (the defaults of :class:`HeadConfig`: not tuned on PH2).
+        ablations: ``(name, feature groups)`` pairs cross-validated; must include :data:`SHIPPED_FEATURES`.
+        n_boot: bootstrap replicates of the AUC interval.
+        cases: PH2 case ids to use (``None``: all); for quick runs and tests.
+        top_features: how many features of the shipped head the model card lists by importance.
+    """
+
+    masks: MaskMode = MaskMode.GT
+    head: HeadConfig = HeadConfig()
+    ablations: tuple[tuple[str, tuple[str, ...]], ...] = tuple(ABLATIONS.items())
+    n_boot: int = 2000
+    cases: tuple[str, ...] | None = None
+    top_features: int = 15
+
+    def validate(self) -> None:
+        if not isinstance(self.masks, MaskMode):
+            raise ConfigError(f"masks must be one of {[m.value for m in MaskMode]}, not {self.masks!r}")
+        names = [n for n, _ in self.ablations]
+        if SHIPPED_FEATURES not in names:
+            raise ConfigError(f"the ablations must include {SHIPPED_FEATURES!r} (the shipped head's features)")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"ablation names repeat: {names}")
+        for name, groups in self.ablations:
+            unknown = sorted(set(groups) - set(FEATURE_GROUPS))
+            if not groups or unknown:
+                raise ConfigError(f"ablation {name!r}: unknown or no feature groups {unknown}; "
+                                  f"known: {list(FEATURE_GROUPS)}")
+        if self.n_boot < 1:
+            raise ConfigError(f"n_boot must be at least 1, not {self.n_boot}")
+        if self.head.k_best < 1 or self.head.n_estimators < 1:
+            raise ConfigError("the head needs k_best >= 1 and n_estimators >= 1")
+
+
+@dataclass(frozen=True)
+class FeatureCacheKey:
+    """What the cached features depend on; a cache made with another key is recomputed."""
+
+    masks: str
+    segmenter_fingerprint: str
+    radiomics_params: str
+    schema: int = FEATURE_CACHE_SCHEMA
+
+
+@dataclass(frozen=True)
+class MaskQuality:
+    """Dice of the predicted masks (``--masks predicted``) against the experts', over the cases used."""
+
+    n_cases: int
+    mean_dice: float
+    holdout_fold: str
+    holdout_n_cases: int
+    holdout_mean_dice: float
+    other_folds_mean_dice: float
+
+
+@dataclass(frozen=True)
+class FeatureImportance:
+    name: str
+    total_gain: float
+
+
+@dataclass(frozen=True)
+class DiagnoserReport:
+    """Everything :func:`train_diagnoser` measured and wrote (``OUT/cv_report.json`` holds it)."""
+
+    out_dir: Path
+    final_dir: Path
+    masks: MaskMode
+    segmenter: str
+    segmenter_fingerprint: str
+    recipe: str
+    n_cases: int
+    class_counts: tuple[tuple[str, int], ...]
+    folds: tuple[str, ...]
+    missing: tuple[str, ...]
+    head_config: HeadConfig
+    n_boot: int
+    scores: tuple[CVScores, ...]
+    shipped_features: str
+    fused_confusion: tuple[tuple[int, ...], ...]
+    holdout_fold_scores: CVScores | None
+    mask_quality: MaskQuality | None
+    importance: tuple[FeatureImportance, ...]
+    n_features_computed: int
+    seconds: float
+    classes: tuple[str, ...] = PH2_CLASSES
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S"))
+
+    def score(self, features: str) -> CVScores:
+        for s in self.scores:
+            if s.features == features:
+                return s
+        raise KeyError(features)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, default=_json_default)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} as JSON")
+
+
+def segmenter_fingerprint(model: torch.nn.Module) -> str:
+    """A short SHA-256 of the model's state (names, dtypes and bytes of every tensor)."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _params_digest(extractor: RadiomicsExtractor) -> str:
+    ps = extractor.param_set("2d")
+    text = ps.path.read_text(encoding="utf-8") + json.dumps(dict(ps.overrides), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class _Cache:
+    features: tuple[LesionFeatures, ...] = ()
+    missing: tuple[str, ...] = ()
+    dice: tuple[tuple[str, float], ...] = ()
+
+
+def _read_cache(out_dir: Path, key: FeatureCacheKey) -> _Cache:
+    csv_path, meta_path = out_dir / FEATURES_FILE, out_dir / FEATURES_META_FILE
+    if not csv_path.is_file() or not meta_path.is_file():
+        return _Cache()
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("key") != asdict(key):
+            log.info("%s: computed with another segmenter, mask mode or radiomics parameters; recomputing",
+                     csv_path)
+            return _Cache()
+        feats = read_features_csv(csv_path)
+        return _Cache(tuple(feats), tuple(meta.get("missing", ())),
+                      tuple((str(k), float(v)) for k, v in meta.get("dice", {}).items()))
+    except (ValueError, KeyError, TypeError, StopIteration) as exc:
+        log.warning("%s: unreadable feature cache, recomputing (%s)", csv_path, exc)
+        return _Cache()
+
+
+def _write_cache(out_dir: Path, key: FeatureCacheKey, cache: _Cache) -> None:
+    if cache.features:
+        write_features_csv(out_dir / FEATURES_FILE, cache.features)
+    meta = {"key": asdict(key), "n_cases": len(cache.features), "missing": sorted(cache.missing),
+            "dice": dict(cache.dice)}
+    with atomic_write(out_dir / FEATURES_META_FILE) as fh:
+        json.dump(meta, fh, indent=1)
+
+
+def _select_cases(ph2_dir: Path, wanted: tuple[str, ...] | None) -> tuple[list[LesionCase], dict[str, str]]:
+    """The PH2 cases to use (in case-id order) and their fold."""
+    ds = read_dataset(ph2_dir, "ph2")
+    folds = dict(ph2_folds().assignment)
+    by_id = ds.by_id()
+    if wanted is not None:
+        unknown = sorted(set(wanted) - set(by_id))
+        if unknown:
+            raise ConfigError(f"{ph2_dir}: no case(s) {unknown[:5]}{' …' if len(unknown) > 5 else ''}")
+        cases = [by_id[c] for c in sorted(set(wanted))]
+    else:
+        cases = [by_id[c] for c in sorted(by_id)]
+    if not cases:
+        raise InputError(ph2_dir, "no PH2 case with an image and a mask")
+    for c in cases:
+        if c.case_id not in folds:
+            raise InputError(PH2_FOLDS_FILE, f"case {c.case_id} of {ph2_dir} has no fold")
+        if c.diagnosis not in PH2_CLASSES:
+            raise InputError(ph2_dir / "labels.csv",
+                             f"case {c.case_id}: diagnosis {c.diagnosis!r} is not one of {list(PH2_CLASSES)}")
+    return cases, {c.case_id: folds[c.case_id] for c in cases}
+
+
+def _check_cv_possible(y: np.ndarray, fold: np.ndarray) -> None:
+    mel = PH2_CLASSES.index("melanoma")
+    if len(np.unique(fold)) < 2:
+        raise ConfigError("cross-validation needs cases from at least 2 PH2 folds")
+    if not (y == mel).any() or (y == mel).all():
+        raise ConfigError("the melanoma-vs-rest AUC needs both melanoma and other cases")
+    for f in np.unique(fold):
+        if len(np.unique(y[fold != f])) < 2:
+            raise ConfigError(f"the training part of fold {f} holds a single class")
+
+
+def _mask_quality(dice_by_case: dict[str, float], folds: dict[str, str]) -> MaskQuality | None:
+    if not dice_by_case:
+        return None
+    hold = str(PH2_HOLDOUT_FOLD)
+    d_hold = [v for k, v in dice_by_case.items() if folds[k] == hold]
+    d_other = [v for k, v in dice_by_case.items() if folds[k] != hold]
+    return MaskQuality(len(dice_by_case), _mean(list(dice_by_case.values())), hold, len(d_hold), _mean(d_hold),
+                       _mean(d_other))
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(np.mean(values)) if len(values) else float("nan")
+
+
+def recipe_command(datasets_root: Path, out_dir: Path, segmenter_name: str, cfg: DiagnoserConfig) -> str:
+    cmd = (f"radvlsm train diagnoser --data {datasets_root} --segmenter {segmenter_name} "
+           f"--masks {cfg.masks.value} --out {out_dir} --threads {cfg.head.threads}")
+    return cmd + (" [subset of PH2 cases]" if cfg.cases is not None else "")
+
+
+def train_diagnoser(
+    datasets_root: Path,
+    out_dir: Path,
+    segmenter: LesionSegmenter,
+    cfg: DiagnoserConfig = DiagnoserConfig(),
+    *,
+    segmenter_name: str = "default",
+    device: str = "cpu",
+    console: Console | None = None,
+) -> DiagnoserReport:
+    """Features, cross-validation and the shipped head on PH2 (see the module docstring); writes ``out_dir``.
+
+    ``datasets_root`` holds ``ph2/``; ``segmenter`` gives the visual embedding (and, with
+    ``masks=predicted``, the masks); ``segmenter_name`` is how the recipe and the model card name it.
+
+    Raises:
+        InputError: PH2 is missing or a case has no mask, fold or known diagnosis.
+        ConfigError: an invalid ``cfg``, or too few cases / classes to cross-validate.
+    """
+    t0 = time.perf_counter()
+    cfg.validate()
+    out_dir = Path(out_dir)
+    ph2_dir = Path(datasets_root) / "ph2"
+    cases, folds = _select_cases(ph2_dir, cfg.cases)
+    labels = {c.case_id: str(c.diagnosis) for c in cases}
+    _check_cv_possible(np.array([PH2_CLASSES.index(labels[c.case_id]) for c in cases]),
+                       np.array([folds[c.case_id] for c in cases]))
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    extractor = RadiomicsExtractor(dimension="2d")
+    fingerprint = segmenter_fingerprint(segmenter)
+    key = FeatureCacheKey(cfg.masks.value, fingerprint, _params_digest(extractor))
+    cache = _read_cache(out_dir, key)
+    have = {f.case_id for f in cache.features} | set(cache.missing)
+    todo = [c for c in cases if c.case_id not in have]
+    new_dice: dict[str, float] = {}
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console)
+    with progress:
+        if todo:
+            log.info("computing features of %d PH2 case(s) (%d cached in %s), masks: %s", len(todo),
+                     len(cases) - len(todo), out_dir / FEATURES_FILE, cfg.masks.value)
+            predictor = SegmenterPredictor(segmenter, device=device)
+            source = gt_box_source(predictor, use_gt_mask=cfg.masks is MaskMode.GT)
+            if cfg.masks is MaskMode.PREDICTED:
+                source = _recording_dice(source, new_dice)
+            task = progress.add_task("features", total=len(todo))
+            feats, missing = compute_features(todo, source, extractor, lambda: progress.advance(task))
+            old = [f for f in cache.features if f.case_id not in {g.case_id for g in feats}]
+            if old and feats and old[0].names != feats[0].names:
+                raise ConfigError(f"{out_dir / FEATURES_FILE}: the cached features have other names than this "
+                                  "version of radvlsm computes; delete the file to recompute them")
+            cache = _Cache(tuple(old + feats), tuple(sorted(set(cache.missing) | set(missing))),
+                           tuple(sorted({**dict(cache.dice), **new_dice}.items())))
+            _write_cache(out_dir, key, cache)
+        else:
+            log.info("all %d case features reused from %s", len(cases), out_dir / FEATURES_FILE)
+
+        wanted = {c.case_id for c in cases}
+        by_id = {f.case_id: f for f in cache.features}
+        feats = [by_id[c.case_id] for c in cases if c.case_id in by_id]
+        missing = tuple(c.case_id for c in cases if c.case_id not in by_id)
+        if missing:
+            log.warning("%d case(s) without a lesion found by the segmenter, left out: %s", len(missing),
+                        ", ".join(missing))
+        if not feats:
+            raise ConfigError("no case has features; nothing to train on")
+        X, names = stack(feats)
+        y = np.array([PH2_CLASSES.index(labels[f.case_id]) for f in feats])
+        fold = np.array([folds[f.case_id] for f in feats])
+        _check_cv_possible(y, fold)
+
+        ablations = dict(cfg.ablations)
+        task = progress.add_task("cross-validation", total=len(ablations))
+        scores, fused_probs = cross_validate_groups(feats, labels, folds, ablations, cfg.head, cfg.n_boot,
+                                                    lambda: progress.advance(task))
+        task = progress.add_task("final head", total=1)
+        head = fit_head(X, y, names, PH2_CLASSES, cfg.head, malignant_classes=PH2_MALIGNANT)
+        final_dir = head.save(out_dir / FINAL_DIR)
+        progress.advance(task)
+
+    hold = fold == str(PH2_HOLDOUT_FOLD)
+    hold_scores = None
+    if hold.any() and len(np.unique(y[hold] == PH2_CLASSES.index("melanoma"))) == 2:
+        hold_scores = score_probabilities(f"{SHIPPED_FEATURES} (fold {PH2_HOLDOUT_FOLD} only)", X.shape[1], y[hold],
+                                          fused_probs[hold], cfg.n_boot, cfg.head.seed)
+    conf = confusion_matrix(y, fused_probs.argmax(1), labels=list(range(len(PH2_CLASSES))))
+    dice_used = {k: v for k, v in cache.dice if k in wanted and k in by_id}
+    report = DiagnoserReport(
+        out_dir=out_dir, final_dir=final_dir, masks=cfg.masks, segmenter=segmenter_name,
+        segmenter_fingerprint=fingerprint, recipe=recipe_command(Path(datasets_root), out_dir, segmenter_name, cfg),
+        n_cases=len(feats),
+        class_counts=tuple((c, int((y == i).sum())) for i, c in enumerate(PH2_CLASSES)),
+        folds=tuple(sorted(set(fold.tolist()))), missing=missing, head_config=cfg.head, n_boot=cfg.n_boot,
+        scores=tuple(scores), shipped_features=SHIPPED_FEATURES,
+        fused_confusion=tuple(tuple(int(v) for v in row) for row in conf), holdout_fold_scores=hold_scores,
+        mask_quality=_mask_quality(dice_used, folds) if cfg.masks is MaskMode.PREDICTED else None,
+        importance=tuple(FeatureImportance(n, float(g)) for n, g in head.importance(cfg.top_features)),
+        n_features_computed=len(todo), seconds=time.perf_counter() - t0,
+    )
+    _write_predictions(out_dir / CV_PREDICTIONS_FILE, feats, labels, folds, fused_probs)
+    with atomic_write(out_dir / CV_REPORT_JSON) as fh:
+        fh.write(report.to_json() + "\n")
+    with atomic_write(out_dir / CV_REPORT_MD) as fh:
+        fh.write(cv_report_markdown(report))
+    with atomic_write(final_dir / MODEL_CARD_FILE) as fh:
+        fh.write(model_card(report, head))
+    log.info("cross-validated report → %s; shipped head → %s", out_dir / CV_REPORT_MD, final_dir)
+    return report
+
+
+def _recording_dice(source: MaskSource, into: dict[str, float]) -> MaskSource:
+    def wrapped(rgb: np.ndarray, case: LesionCase) -> tuple[np.ndarray, np.ndarray] | None:
+        got = source(rgb, case)
+        if got is not None:
+            into[case.case_id] = dice(got[0], _gt_mask(case))
+        return got
+
+    return wrapped
+
+
+def _write_predictions(path: Path, feats: Sequence[LesionFeatures], labels: dict[str, str], folds: dict[str, str],
+                       probs: np.ndarray) -> None:
+    with atomic_write(path, newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["case_id", "fold", "diagnosis", *(f"p_{c}" for c in PH2_CLASSES), "predicted"])
+        for f, p in zip(feats, probs, strict=True):
+            w.writerow([f.case_id, folds[f.case_id], labels[f.case_id], *(f"{v:.5f}" for v in p),
+                        PH2_CLASSES[int(np.argmax(p))]])
+
+
+# ------------------------------------------------------------------------------------------- reports
+
+
+def _scores_table(scores: Sequence[CVScores]) -> str:
+    lines = ["| features | n features | melanoma-vs-rest AUC [95% CI] | 3-class accuracy | balanced accuracy |",
+             "| --- | ---: | --- | ---: | ---: |"]
+    for s in scores:
+        lines.append(f"| {s.features} | {s.n_features} | {s.melanoma_auc:.3f} [{s.melanoma_auc_low:.3f}, "
+                     f"{s.melanoma_auc_high:.3f}] | {s.accuracy:.3f} | {s.balanced_accuracy:.3f} |")
+    return "\n".join(lines)
+
+
+def _confusion_table(r: DiagnoserReport) -> str:
+    lines = ["| true \\ predicted | " + " | ".join(r.classes) + " |", "| --- |" + " ---: |" * len(r.classes)]
+    for c, row in zip(r.classes, r.fused_confusion, strict=True):
+        lines.append(f"| {c} | " + " | ".join(str(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _masks_sentence(r: DiagnoserReport) -> str:
+    if r.masks is MaskMode.GT:
+        return ("Features are computed under the experts' lesion masks (`--masks gt`); the visual embedding comes "
+                f"from the segmenter `{r.segmenter}` prompted with the ground-truth box.")
+    text = (f"Features are computed under the masks the segmenter `{r.segmenter}` predicts from the ground-truth "
+            "box (`--masks predicted`): the pipeline of `radvlsm diagnose --boxes`.")
+    q = r.mask_quality
+    if q is not None:
+        text += (f" Dice of those masks against the experts': {q.mean_dice:.3f} over {q.n_cases} cases; "
+                 f"{q.holdout_mean_dice:.3f} on fold {q.holdout_fold} ({q.holdout_n_cases} cases, held out from "
+                 f"the segmenter's training), {q.other_folds_mean_dice:.3f} on the other folds.")
+    return text
+
+
+def _head_origin(cfg: HeadConfig) -> str:
+    if cfg == replace(HeadConfig(), threads=cfg.threads):
+        return "the defaults of `HeadConfig` as committed with the head; this recipe tunes nothing"
+    return "set by the caller, not the defaults of `HeadConfig`; not tuned by this recipe"
+
+
+def _caveats(r: DiagnoserReport) -> str:
+    return (
+        f"- The segmenter that gives the visual features was trained (for segmentation, on masks, without "
+        f"diagnoses) on PH2 folds other than {PH2_HOLDOUT_FOLD}; its features on those images come from images it "
+        f"has seen. The fused head's figures on fold {PH2_HOLDOUT_FOLD} alone are given for comparison.\n"
+        "- This recipe tunes no hyper-parameter of the head (no nested search), so no fold's figures chose them. The "
+        "shipped feature set (fused: all groups, which the pipeline computes) was fixed beforehand too, whatever "
+        "the ablations show.\n"
+        f"- PH2 is small ({r.n_cases} cases, {dict(r.class_counts).get('melanoma', 0)} melanomas) and from one "
+        "centre and one dermoscope: the intervals are wide and the figures need not carry over to other "
+        "images. The head knows only PH2's three classes; it gives one of them for any image, skin or not.\n"
+    )
+
+
+def _holdout_paragraph(r: DiagnoserReport) -> str:
+    if r.holdout_fold_scores is None:
+        return ""
+    return (f"The fused head on PH2 fold {PH2_HOLDOUT_FOLD} only (the segmenter's held-out fold; the same "
+            f"out-of-fold predictions):\n\n{_scores_table([r.holdout_fold_scores])}\n\n")
+
+
+def cv_report_markdown(r: DiagnoserReport) -> str:
+    hold = _holdout_paragraph(r)
+    missing = "none" if not r.missing else ", ".join(r.missing)
+    return (
+        f"# Diagnosis head: cross-validated figures on PH2 ({r.masks.value} masks)\n\n"
+        f"{_masks_sentence(r)}\n\n"
+        f"Cross-validated on the committed PH2 folds ({', '.join(r.folds)}): for each fold, a head fitted on the "
+        "other folds (imputation, scaling, feature selection and temperature calibration included) predicts it; "
+        "a fold's test part is never used for fitting. AUC: melanoma vs the rest, from the calibrated "
+        f"melanoma probability, with a stratified percentile bootstrap 95% interval ({r.n_boot} replicates). "
+        "Accuracy and balanced accuracy: 3 classes, the most probable class.\n\n"
+        f"Cases: {r.n_cases} ({', '.join(f'{c} {n}' for c, n in r.class_counts)}); left out (no lesion "
+        f"found): {missing}.\n\n"
+        f"{_scores_table(r.scores)}\n\n{hold}"
+        f"Confusion matrix of the fused head (out of fold):\n\n{_confusion_table(r)}\n\n"
+        f"Recipe: `{r.recipe}` (segmenter fingerprint {r.segmenter_fingerprint}; {r.seconds:.0f} s).\n"
+    )
+
+
+def model_card(r: DiagnoserReport, head: DiagnosisHead) -> str:
+    cfg = ", ".join(f"{k}={v}" for k, v in asdict(r.head_config).items())
+    imp = "\n".join(f"| {i} | `{f.name}` | {f.total_gain:.4g} |" for i, f in enumerate(r.importance, 1))
+    fused = r.score(r.shipped_features)
+    return (
+        "# Model card: radvlsm diagnosis head (PH2 dermoscopy, 3 classes)\n\n"
+        "## What it is\n\n"
+        f"An xgboost classifier over a lesion's radiomics ({_n(head, 'original_')} pyradiomics features), the "
+        f"segmenter's lesion-aware visual embedding ({_n(head, 'visual_')} values: image embedding averaged under "
+        f"the mask, and the mask token) and CIELAB colour ({_n(head, 'colour_')} values); imputation, scaling and "
+        f"selection of the {r.head_config.k_best} best features (ANOVA F) fitted on the training data, "
+        f"temperature-calibrated probabilities (temperature {head.temperature:.3f}, fitted on inner out-of-fold "
+        f"margins). Classes: {', '.join(head.classes)}; malignant: {', '.join(head.malignant_classes)}. "
+        "Files: `head.json` + `booster.json` (xgboost's JSON), no pickle.\n\n"
+        f"It must be used with the segmenter it was trained with: `{r.segmenter}` (fingerprint "
+        f"{r.segmenter_fingerprint}); another segmenter gives other visual features.\n\n"
+        "## Data\n\n"
+        f"PH2 (Mendonça et al., EMBC 2013): dermoscopy, 768x560 RGB, {r.n_cases} cases used "
+        f"({', '.join(f'{c} {n}' for c, n in r.class_counts)}); left out: {', '.join(r.missing) or 'none'}.\n\n"
+        f"{_masks_sentence(r)}\n\n"
+        "## Folds\n\n"
+        "The committed 5 PH2 folds (`radvlsm/data/split_files/ph2_folds.csv`: stratified by diagnosis, seed 2026, "
+        f"see `radvlsm.data.splits`); folds used: {', '.join(r.folds)}.\n\n"
+        "## Recipe\n\n"
+        f"```bash\n{r.recipe}\n```\n\n"
+        f"Head configuration ({_head_origin(r.head_config)}): {cfg}.\n\n"
+        "## Cross-validated figures\n\n"
+        "These figures are cross-validated: each fold is predicted by a head fitted on the other folds only "
+        "(imputation, scaling, feature selection and calibration included); each fold's test part was never used "
+        "for fitting. The shipped head is then fitted on all the cases above, so it has no held-out figure of "
+        "its own: the cross-validated figures estimate it.\n\n"
+        f"{_scores_table(r.scores)}\n\n"
+        f"Shipped: **{r.shipped_features}** (AUC {fused.melanoma_auc:.3f} [{fused.melanoma_auc_low:.3f}, "
+        f"{fused.melanoma_auc_high:.3f}], accuracy {fused.accuracy:.3f}, balanced accuracy "
+        f"{fused.balanced_accuracy:.3f}).\n\n"
+        f"{_holdout_paragraph(r)}"
+        f"Confusion matrix of the fused head (out of fold):\n\n{_confusion_table(r)}\n\n"
+        f"## Top {len(r.importance)} features of the shipped head\n\n"
+        "By xgboost's total gain.\n\n| rank | feature | total gain |\n| ---: | --- | ---: |\n"
+        f"{imp}\n\n"
+        "## Limits\n\n"
+        f"{_caveats(r)}"
+        "- Research use only: not a medical device, not a diagnosis.\n"
+    )
+
+
+def _n(head: DiagnosisHead, prefix: str) -> int:
+    return sum(n.startswith(prefix) for n in head.feature_names)
