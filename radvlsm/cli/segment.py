@@ -52,11 +52,12 @@ def segment(
 
 def check_head_segmenter(head: DiagnosisHead, seg: LesionSegmenter, head_spec: str, model_spec: str) -> None:
     """Fail early when the head's visual features cannot come from this segmenter (another embedding size)."""
-    n_visual = sum(n.startswith("visual_") for n in head.feature_names)
+    visual = [n for n in head.feature_names if n.startswith("visual_")]
     n_seg = 2 * seg.config.embed_dim
-    if n_visual != n_seg:
-        raise ConfigError(f"{head_spec}: the diagnosis head reads {n_visual} visual features, but the segmenter "
-                          f"{model_spec!r} gives {n_seg}; use the head trained with this segmenter "
+    beyond = [n for n in visual if not n.removeprefix("visual_").isdigit() or int(n.removeprefix("visual_")) >= n_seg]
+    if beyond:
+        raise ConfigError(f"{head_spec}: the diagnosis head reads visual features up to {beyond[-1]}, but the "
+                          f"segmenter {model_spec!r} gives {n_seg}; use the head trained with this segmenter "
                           "(radvlsm train diagnoser --segmenter)")
 
 

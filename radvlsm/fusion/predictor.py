@@ -27,20 +27,27 @@ def load_head(spec: str | Path = "default") -> DiagnosisHead:
 
 
 class Diagnoser:
-    """Computes a lesion's features (radiomics + visual + colour) and applies a :class:`DiagnosisHead`."""
+    """Computes a lesion's features (radiomics + visual + colour) and applies a :class:`DiagnosisHead` to the
+    ones it reads (a head may use any subset, by name)."""
 
     def __init__(self, head: DiagnosisHead, extractor: RadiomicsExtractor | None = None) -> None:
         self.head = head
         self.extractor = extractor or RadiomicsExtractor(dimension="2d")
+        self._names: tuple[str, ...] | None = None
+        self._columns: np.ndarray | None = None  # the head's features in the computed feature vector
 
     def diagnose(self, rgb: np.ndarray, mask: np.ndarray, embedding: np.ndarray,
                  spacing: Sequence[float] | None = None) -> Diagnosis:
         """``rgb (H, W, 3)`` uint8, ``mask (H, W)`` non-empty, ``embedding`` from the segmenter."""
         feats = lesion_features("case", rgb, mask, embedding, self.extractor, spacing)
-        if feats.names != self.head.feature_names:
-            raise ConfigError("the diagnosis head was trained on other features than this segmenter and "
-                              "radiomics configuration give")
-        probs = self.head.predict_proba(feats.values[None])
+        if self._columns is None or self._names != feats.names:
+            index = {n: i for i, n in enumerate(feats.names)}
+            missing = [n for n in self.head.feature_names if n not in index]
+            if missing:
+                raise ConfigError(f"the diagnosis head reads {len(missing)} feature(s) that this segmenter and "
+                                  f"radiomics configuration do not give (e.g. {missing[:3]})")
+            self._names, self._columns = feats.names, np.array([index[n] for n in self.head.feature_names])
+        probs = self.head.predict_proba(feats.values[None, self._columns])
         return self.to_diagnosis(probs)[0]
 
     def to_diagnosis(self, probs: np.ndarray, model: str | None = None) -> list[Diagnosis]:

@@ -63,7 +63,7 @@ def head_dir(ph2_root: Path, segmenter_spec: str, tmp_path_factory: pytest.TempP
         for cls in PH2_CLASSES:
             cases += sorted(c for c, f in folds.items() if f == fold and labels[c]["diagnosis"] == cls)[:2]
     cfg = DiagnoserConfig(head=HeadConfig(k_best=8, n_estimators=15, calibration_folds=2, threads=1), n_boot=50,
-                          cases=tuple(cases))
+                          cases=tuple(cases), ablations=(("fused", ("radiomics", "visual", "colour")),))
     report = train_diagnoser(ph2_root.parent, tmp_path_factory.mktemp("head"), load_segmenter(segmenter_spec), cfg,
                              segmenter_name=segmenter_spec)
     return report.final_dir
@@ -126,5 +126,5 @@ def test_diagnose_refuses_a_head_of_another_segmenter(head_dir: Path, tmp_path: 
     other = save_segmenter(build_from_config(small), tmp_path / "small-segmenter")
     code, output = _run(str(SAMPLES / "images"), "-o", str(tmp_path / "out"), "--boxes",
                         str(SAMPLES / "boxes.csv"), "--model", str(other), "--head", str(head_dir))
-    n_visual = sum(n.startswith("visual_") for n in DiagnosisHead.load(head_dir).feature_names)
-    assert code == 2 and f"reads{n_visual}visualfeatures" in _squeeze(output) and "gives64" in _squeeze(output)
+    assert any(n.startswith("visual_") for n in DiagnosisHead.load(head_dir).feature_names)
+    assert code == 2 and "readsvisualfeaturesupto" in _squeeze(output) and "gives64" in _squeeze(output)

@@ -102,9 +102,16 @@ def test_small_run_writes_report_head_and_card(small_run: tuple[DiagnoserReport,
     # the shipped head loads from JSON and predicts every cached case
     head = DiagnosisHead.load(report.final_dir)
     feats = read_features_csv(out / "features.csv")
-    assert head.feature_names == feats[0].names and head.classes == PH2_CLASSES
-    assert head.malignant_classes == ("melanoma",)
-    probs = head.predict_proba(np.stack([f.values for f in feats]))
+    # the shipped feature set is the one with the best cross-validated melanoma AUC
+    best = max(report.scores, key=lambda s: s.melanoma_auc if s.features in dict(cfg.ablations) else -1)
+    assert report.shipped_features == best.features or round(best.melanoma_auc, 3) == round(
+        report.score(report.shipped_features).melanoma_auc, 3)
+    groups = dict(cfg.ablations)[report.shipped_features]
+    assert set(head.feature_names) == {n for n in feats[0].names if n.split("_")[0] in
+                                       {"original" if g == "radiomics" else g for g in groups}}
+    assert head.classes == PH2_CLASSES and head.malignant_classes == ("melanoma",)
+    cols = [feats[0].names.index(n) for n in head.feature_names]
+    probs = head.predict_proba(np.stack([f.values[cols] for f in feats]))
     assert probs.shape == (24, 3) and np.allclose(probs.sum(1), 1.0)
 
     card = (report.final_dir / "MODEL_CARD.md").read_text()
@@ -113,7 +120,7 @@ def test_small_run_writes_report_head_and_card(small_run: tuple[DiagnoserReport,
     assert 0 < len(report.importance) <= 15
     for f in report.importance:
         assert f.name in head.feature_names and f"`{f.name}`" in card
-    fused = report.score("fused")
+    fused = report.score(report.shipped_features)
     assert f"{fused.melanoma_auc:.3f} [{fused.melanoma_auc_low:.3f}, {fused.melanoma_auc_high:.3f}]" in card
 
 
@@ -142,7 +149,7 @@ def test_invalid_configurations_are_refused(ph2_root: Path, segmenter: tuple[str
     _, model = segmenter
     bad = [
         (DiagnoserConfig(cases=("IMD002", "NOPE")), "NOPE"),
-        (DiagnoserConfig(ablations=(("radiomics", ("radiomics",)),)), "fused"),
+        (DiagnoserConfig(ablations=()), "at least one"),
         (DiagnoserConfig(ablations=(("fused", ("radiomics", "pixels")),)), "pixels"),
         (DiagnoserConfig(n_boot=0), "n_boot"),
         (DiagnoserConfig(cases=_subset(ph2_root, per_class=2, folds=("0",))), "2 PH2 folds"),
