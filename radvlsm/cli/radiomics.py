@@ -1,4 +1,5 @@
-"""``radvlsm radiomics``: pyradiomics features of image/mask pairs into a resumable CSV."""
+"""``radvlsm radiomics``: pyradiomics features of image/mask pairs (or of a DICOM series and an RTSTRUCT ROI) into a
+resumable CSV."""
 
 from __future__ import annotations
 
@@ -19,15 +20,32 @@ ImagesArg = Annotated[
     Path,
     typer.Argument(
         exists=True, help="An image file or a folder of images (searched recursively): PNG, JPEG, BMP, TIFF, "
-        "DICOM, NIfTI.",
+        "DICOM, NIfTI. With an RTSTRUCT: the DICOM series folder it was drawn on.",
     ),
 ]
 MasksArg = Annotated[
-    Path,
+    Path | None,
     typer.Argument(
         exists=True, help="The mask file or folder of masks, paired with the images by case id (file name "
-        "without extension: IMD002.jpg ↔ IMD002.png).",
+        "without extension: IMD002.jpg ↔ IMD002.png); or the RTSTRUCT file of the DICOM series IMAGES.",
+        show_default=False,
     ),
+]
+RtstructOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--rtstruct", exists=True, dir_okay=False,
+        help="DICOM RTSTRUCT drawn on the series folder IMAGES (instead of MASKS): its ROI is rasterised onto the "
+        "series and extracted in 3-D with the series' voxel spacing; the case id is the folder's name.",
+    ),
+]
+RoiOpt = Annotated[
+    str | None,
+    typer.Option("--roi", help="The RTSTRUCT's ROI, by name (default: its only ROI; the error lists the names)."),
+]
+CaseIdOpt = Annotated[
+    str | None,
+    typer.Option("--case-id", help="Case id of a series with an RTSTRUCT (default: the series folder's name)."),
 ]
 OutputOpt = Annotated[
     Path,
@@ -60,18 +78,23 @@ OverwriteOpt = Annotated[
 
 def radiomics(
     images: ImagesArg,
-    masks: MasksArg,
     output: OutputOpt,
+    masks: MasksArg = None,
     params: ParamsOpt = None,
     dimension: DimensionOpt = "auto",
     workers: WorkersOpt = None,
     overwrite: OverwriteOpt = False,
+    rtstruct: RtstructOpt = None,
+    roi: RoiOpt = None,
+    case_id: CaseIdOpt = None,
 ) -> None:
     """Extract pyradiomics features of each image's lesion mask: one CSV row per case.
 
     2-D images are extracted as 2-D (colour converted to grayscale luma), volumes in 3-D with their voxel
-    spacing. Cases already in the CSV are skipped, so an interrupted run continues where it stopped. Exit code 2
-    for an invalid parameter file or output, 1 when no case has a row.
+    spacing. A DICOM series folder with an RTSTRUCT (radvlsm radiomics SERIES_DIR --rtstruct RS.dcm --roi GTV-1 -o
+    f.csv, or SERIES_DIR RS.dcm) is one case in 3-D. Cases already in the CSV are skipped, so an interrupted run
+    continues where it stopped. Exit code 2 for an invalid parameter file, input or output, 1 when no case has a
+    row.
     """
     from radvlsm.fusion.radiomics import default_workers, extract_folder
 
@@ -95,7 +118,7 @@ def radiomics(
         try:
             summary = extract_folder(
                 images, masks, output, workers=n_workers, params=params, dimension=dim,  # type: ignore[arg-type]
-                overwrite=overwrite, on_progress=_advance,
+                overwrite=overwrite, on_progress=_advance, rtstruct=rtstruct, roi=roi, case_id=case_id,
             )
         except RadvlsmError as exc:
             log.error("%s", exc)

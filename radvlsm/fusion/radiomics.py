@@ -35,7 +35,10 @@ pyradiomics' ``diagnostics_*`` entries (versions, settings, hashes: text, not nu
 feature cell is a number (``nan`` where pyradiomics gives NaN), written at full precision (``repr``).
 
 **Pairing and errors.** Images and masks are paired by case id (:func:`radvlsm.io.case_stem`: ``IMD002.jpg`` ↔
-``IMD002.png``, ``x.nii.gz`` ↔ ``x.nii.gz``). Every case that gives no row is a row of ``<stem>_errors.csv``
+``IMD002.png``, ``x.nii.gz`` ↔ ``x.nii.gz``). A DICOM series folder goes with an RTSTRUCT file instead
+(:func:`series_pair`; ``extract_folder(series_dir, None, out, rtstruct=rs, roi="GTV-1")``): one case, named after the
+folder, whose ROI is rasterised onto the series (:func:`radvlsm.io.rasterise_roi`) and extracted in 3-D with the
+series' voxel spacing. Every case that gives no row is a row of ``<stem>_errors.csv``
 beside the features CSV (``features.csv`` → ``features_errors.csv``; columns ``case_id, image, mask, reason``),
 and the others go on: an image without a mask, a mask without an image, an unreadable image or mask, a mask of
 another size or geometry than its image, an empty mask (no lesion), a 3-D volume in a 2-D run (or the reverse),
@@ -97,7 +100,7 @@ import SimpleITK as sitk  # noqa: N813 (the library's own convention)
 import yaml
 
 from radvlsm.errors import ConfigError, InputError, RadvlsmError
-from radvlsm.io import ImageRecord, atomic_write, case_stem, read_image, read_mask
+from radvlsm.io import ImageRecord, atomic_write, case_stem, is_rtstruct, read_image, read_mask
 
 if TYPE_CHECKING:
     from radiomics.featureextractor import RadiomicsFeatureExtractor
@@ -121,6 +124,7 @@ __all__ = [
     "load_params",
     "pair_cases",
     "params_record_path",
+    "series_pair",
     "to_grayscale",
     "to_sitk",
 ]
@@ -205,11 +209,19 @@ class CaseError:
 
 @dataclass(frozen=True)
 class CasePair:
-    """An image and its mask, paired by case id."""
+    """An image and its mask, paired by case id.
+
+    Attributes:
+        case_id: the case id (file stem, or the series folder's name for a DICOM series with an RTSTRUCT).
+        image: the image file or DICOM series folder.
+        mask: the mask file (an RTSTRUCT for a DICOM series).
+        roi: the RTSTRUCT's ROI; ``None`` for other masks, or for an RTSTRUCT with one ROI.
+    """
 
     case_id: str
     image: Path
     mask: Path
+    roi: str | None = None
 
 
 @dataclass(frozen=True)
@@ -698,7 +710,7 @@ class RadiomicsExtractor:
         try:
             record = read_image(pair.image)
             side = "mask"
-            mask = read_mask(pair.mask, like=record)
+            mask = read_mask(pair.mask, like=record, roi=pair.roi)
             side = ""
             features, notes = self._extract_record(record, mask)
         except RadvlsmError as exc:
@@ -764,6 +776,40 @@ def pair_cases(
     pairs.sort(key=lambda p: p.case_id)
     errors.sort(key=lambda e: e.case_id)
     return pairs, errors
+
+
+def series_pair(
+    series: str | Path, rtstruct: str | Path, roi: str | None = None, case_id: str | None = None
+) -> CasePair:
+    """The case of a DICOM series folder and an RTSTRUCT drawn on it.
+
+    Args:
+        series: the folder of the series (read by :func:`radvlsm.io.read_image`; an RTSTRUCT inside is skipped).
+        rtstruct: the RTSTRUCT file; its ROI is rasterised onto the series (:func:`radvlsm.io.rasterise_roi`).
+        roi: the ROI's name; ``None`` when the RTSTRUCT has one ROI.
+        case_id: the case id; default: the series folder's name.
+
+    Raises:
+        InputError: ``series`` is not a folder, or ``rtstruct`` not a file.
+    """
+    series, rtstruct = Path(series), Path(rtstruct)
+    if not series.is_dir():
+        raise InputError(series, "with an RTSTRUCT, the image must be the folder of the DICOM series it was drawn on")
+    if not rtstruct.is_file():
+        raise InputError(rtstruct, "the RTSTRUCT is not a file")
+    return CasePair(case_id or series.resolve().name, series, rtstruct, roi)
+
+
+def _lone_rtstruct(
+    images: str | Path | Sequence[str | Path], masks: str | Path | Sequence[str | Path] | None
+) -> Path | None:
+    """The RTSTRUCT when ``images`` is one folder and ``masks`` one RTSTRUCT file (a series and its contours)."""
+    if masks is None:
+        return None
+    image_paths, mask_paths = _as_paths(images), _as_paths(masks)
+    if len(image_paths) == 1 and len(mask_paths) == 1 and image_paths[0].is_dir() and is_rtstruct(mask_paths[0]):
+        return mask_paths[0]
+    return None
 
 
 def _guess_volume(path: Path) -> bool:
@@ -1002,7 +1048,7 @@ def default_workers() -> int:
 
 def extract_folder(
     images: str | Path | Sequence[str | Path],
-    masks: str | Path | Sequence[str | Path],
+    masks: str | Path | Sequence[str | Path] | None,
     out_csv: str | Path,
     *,
     workers: int | None = None,
@@ -1010,11 +1056,16 @@ def extract_folder(
     dimension: Dimension = "auto",
     overwrite: bool = False,
     on_progress: ProgressCallback | None = None,
+    rtstruct: str | Path | None = None,
+    roi: str | None = None,
+    case_id: str | None = None,
 ) -> RadiomicsSummary:
     """Extract the features of every image/mask pair into ``out_csv``, resuming what is already there.
 
     Args:
-        images, masks: files and/or folders; paired by case id (:func:`pair_cases`).
+        images, masks: files and/or folders; paired by case id (:func:`pair_cases`). Or ``images`` one DICOM
+            series folder and ``masks`` one RTSTRUCT file (or ``None`` with ``rtstruct``): one case
+            (:func:`series_pair`), extracted in 3-D with the series' spacing.
         out_csv: the features CSV (columns ``case_id, mask, image``, then pyradiomics' features); beside it
             ``<stem>_errors.csv`` and ``<stem>_params.yaml`` (see the module documentation).
         workers: processes; ``None``: the number of CPU cores (:func:`default_workers`); 1: in-process.
@@ -1025,19 +1076,34 @@ def extract_folder(
             run them into another CSV).
         overwrite: recompute every case (the old CSV, errors and parameter record are replaced).
         on_progress: ``on_progress(done, total, case_id)`` after each case this run extracts or fails.
+        rtstruct: an RTSTRUCT drawn on the DICOM series folder ``images`` (then ``masks`` is ``None``).
+        roi: the RTSTRUCT's ROI (``None``: its only one).
+        case_id: the case id of a series with an RTSTRUCT (default: the series folder's name).
 
     Returns:
         A :class:`RadiomicsSummary`.
 
     Raises:
         ConfigError: an invalid parameter file, or an existing CSV computed with other parameters.
-        InputError: ``out_csv`` exists and is not a features CSV of this command.
+        InputError: ``out_csv`` exists and is not a features CSV of this command; an RTSTRUCT with ``images``
+            that are not one folder, or with ``masks`` as well; no masks at all.
         Nothing for a bad case: it is a row of the errors CSV.
     """
     t0 = time.perf_counter()
     out_csv = Path(out_csv)
     errors_csv, record_path = errors_csv_path(out_csv), params_record_path(out_csv)
-    pairs, failed = pair_cases(images, masks)
+    rtstruct = rtstruct if rtstruct is not None else _lone_rtstruct(images, masks)
+    if rtstruct is not None:
+        if masks is not None and Path(rtstruct) not in _as_paths(masks):
+            raise InputError(rtstruct, "give either MASKS or an RTSTRUCT, not both")
+        series = _as_paths(images)
+        if len(series) != 1:
+            raise InputError(rtstruct, f"an RTSTRUCT goes with one DICOM series folder, got {len(series)} image paths")
+        pairs, failed = [series_pair(series[0], rtstruct, roi, case_id)], []
+    elif masks is None:
+        raise InputError(None, "no masks: give a mask file or folder, or an RTSTRUCT with its DICOM series")
+    else:
+        pairs, failed = pair_cases(images, masks)
     for err in failed:
         log.warning("%s: %s", err.case_id, err.reason)
     if dimension == "auto":

@@ -16,7 +16,8 @@ Conventions of the pixels returned:
   :class:`~radvlsm.io.record.VolumeGeometry` in the DICOM/ITK patient frame (LPS). Missing slices, duplicate
   positions, irregular or sheared (gantry-tilted) stacks, mixed orientations and several series in one folder
   are reported as :class:`~radvlsm.errors.ImageReadError`, never guessed around. Non-image objects (RTSTRUCT,
-  SR, presentation states, DICOMDIR …) in the folder are skipped.
+  SR, presentation states, DICOMDIR …) in the folder are skipped; an RTSTRUCT's contours are rasterised onto the
+  series by :mod:`radvlsm.io.rtstruct`, which matches them by the SOP instance UIDs kept in ``instance_uids``.
 
 Privacy: patient identifiers (every element of group 0010: PatientName, PatientID, PatientBirthDate …) are
 removed from each dataset right after it is parsed, and any pydicom message is scrubbed of their values before
@@ -31,7 +32,7 @@ import re
 import struct
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,10 @@ class _Scrubber:
                 if len(part) >= 3:
                     self._secrets.add(part)
 
+    def update(self, other: _Scrubber) -> None:
+        """Also redact what ``other`` redacts (the identifiers of several files of one series)."""
+        self._secrets |= other._secrets
+
     def __call__(self, text: str) -> str:
         for secret in sorted(self._secrets, key=len, reverse=True):
             text = text.replace(secret, "<redacted>")
@@ -191,6 +196,12 @@ def read_dataset(path: Path, *, force: bool = False, defer: bool = False) -> Dat
 def _scrubber_of(ds: Dataset) -> _Scrubber:
     scrub = ds.__dict__.get("_radvlsm_scrub")
     return scrub if isinstance(scrub, _Scrubber) else _Scrubber()
+
+
+def scrubber_of(ds: Dataset) -> Callable[[str], str]:
+    """The redaction of a dataset read by :func:`read_dataset`: text in, text with the values of its patient
+    identifiers replaced by ``<redacted>`` out (for messages that quote free-text elements such as ROI names)."""
+    return _scrubber_of(ds)
 
 
 def _sop_name(ds: Dataset) -> str:
@@ -612,7 +623,10 @@ def read_dicom_series(folder: Path, *, modality_hint: Modality | None = None) ->
     except ImageReadError:
         raise
     except _DICOM_ERRORS as exc:
-        raise ImageReadError(folder, f"malformed DICOM data: {_reason(exc, _Scrubber())}") from exc
+        scrub = _Scrubber()
+        for _, ds in items:
+            scrub.update(_scrubber_of(ds))
+        raise ImageReadError(folder, f"malformed DICOM data: {_reason(exc, scrub)}") from exc
 
 
 def _check_consistent(folder: Path, slices: list[_Slice]) -> None:
@@ -699,6 +713,7 @@ def _stack_slices(folder: Path, slices: list[_Slice], uid: str, modality_hint: M
         series_uid=uid or None,
         frames=1,
         source_format="dicom-series",
+        instance_uids=tuple(str(s.ds.get("SOPInstanceUID") or "") for s in slices),
     )
 
 

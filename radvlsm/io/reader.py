@@ -18,6 +18,7 @@ NIfTI ``.nii[.gz]``    volume ``(Z, Y, X)`` with LPS geometry (2-D NIfTI: one sl
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import stat
@@ -30,6 +31,7 @@ from radvlsm.io.dicom import DICOM_SUFFIXES, has_dicom_preamble, read_dicom_file
 from radvlsm.io.nifti import is_nifti_name, read_nifti
 from radvlsm.io.raster import RASTER_SUFFIXES, read_raster
 from radvlsm.io.record import ImageRecord, Modality, VolumeGeometry
+from radvlsm.io.rtstruct import is_rtstruct, rasterise_roi
 
 logger = logging.getLogger(__name__)
 
@@ -170,17 +172,7 @@ def read_image(path: str | Path, *, modality: Modality | None = None) -> ImageRe
 def _with_modality(rec: ImageRecord, modality: Modality | None) -> ImageRecord:
     if modality is None or modality is rec.modality:
         return rec
-    return ImageRecord(
-        path=rec.path,
-        pixels=rec.pixels,
-        modality=modality,
-        original_dtype=rec.original_dtype,
-        pixel_spacing_mm=rec.pixel_spacing_mm,
-        geometry=rec.geometry,
-        series_uid=rec.series_uid,
-        frames=rec.frames,
-        source_format=rec.source_format,
-    )
+    return dataclasses.replace(rec, modality=modality)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -206,26 +198,33 @@ def _size(shape: tuple[int, ...]) -> str:
     return "x".join(str(v) for v in reversed(shape))
 
 
-def read_mask(path: str | Path, like: ImageRecord | None = None) -> np.ndarray:
+def read_mask(path: str | Path, like: ImageRecord | None = None, *, roi: str | None = None) -> np.ndarray:
     """Read a binary lesion mask as a ``bool`` array (``True`` = lesion).
 
     Any non-zero value is lesion, except for JPEG masks (lossy: compression noise around the edges),
-    which are thresholded at 128. Colour masks count a pixel as lesion when any channel does.
+    which are thresholded at 128. Colour masks count a pixel as lesion when any channel does. A DICOM RTSTRUCT
+    file is rasterised onto ``like``, the DICOM series it references (:func:`radvlsm.io.rtstruct.rasterise_roi`).
 
     Args:
         path: the mask file.
         like: the image the mask belongs to. A 2-D mask must have its height and width; a volume mask its
             ``(Z, Y, X)`` shape and geometry (spacing, origin, direction within 1e-3 mm / 1e-4). A one-slice
-            volume mask of a 2-D image is accepted and returned as ``(H, W)``.
+            volume mask of a 2-D image is accepted and returned as ``(H, W)``. Required for an RTSTRUCT.
+        roi: the ROI of an RTSTRUCT (``None``: its only ROI); ignored for other masks.
 
     Returns:
         ``(H, W)`` for 2-D masks, ``(Z, Y, X)`` for NIfTI / DICOM-series masks. An all-zero mask is valid
         (no lesion) and comes back all ``False``.
 
     Raises:
-        ImageReadError: unreadable mask, multi-frame mask, NaN values, or a mask that does not fit ``like``.
+        ImageReadError: unreadable mask, multi-frame mask, NaN values, or a mask that does not fit ``like``; for
+            an RTSTRUCT, every error of :func:`~radvlsm.io.rtstruct.rasterise_roi`.
     """
     path = Path(path)
+    if is_rtstruct(path):
+        if like is None:
+            raise ImageReadError(path, "an RTSTRUCT mask needs the DICOM series it was drawn on to be rasterised")
+        return np.array(rasterise_roi(path, like, roi).mask)
     rec = read_image(path)
     arr = rec.pixels
     if rec.is_multiframe:

@@ -88,6 +88,8 @@ class ImageRecord:
         geometry: full geometry of a volume; ``None`` for 2-D images (and for multi-frame stacks such as an
             ultrasound cine, whose frames are a time series, not a stack of slices).
         series_uid: DICOM SeriesInstanceUID when the input was DICOM.
+        instance_uids: for a DICOM series volume, the SOPInstanceUID of each slice in ``z`` order (what an
+            RTSTRUCT's contours refer to); ``None`` otherwise.
         frames: number of frames of a multi-frame 2-D input (DICOM cine, multi-page TIFF). When ``frames > 1``
             and the record is not a volume, ``pixels`` is ``(F, H, W)`` or ``(F, H, W, 3)``.
         source_format: what the content was read as: ``"png"``, ``"jpeg"``, ``"bmp"``, ``"tiff"``,
@@ -103,6 +105,7 @@ class ImageRecord:
     series_uid: str | None = None
     frames: int = field(default=1)
     source_format: str = ""
+    instance_uids: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.pixels.flags.writeable:

@@ -96,3 +96,32 @@ def test_bad_dimension_option(folders: tuple[Path, Path], tmp_path: Path) -> Non
     code, output = _run(str(images), str(masks), "-o", str(tmp_path / "f.csv"), "--dimension", "4d")
     assert code == 2
     assert "2d,3dorauto" in _squeeze(output)
+
+
+def test_dicom_series_with_rtstruct(ibsi_phantom_root: Path, tmp_path: Path) -> None:
+    series = ibsi_phantom_root / "dicom" / "image"
+    rs = next((ibsi_phantom_root / "dicom" / "rtstruct").glob("*.dcm"))
+    params = tmp_path / "light.yaml"
+    params.write_text("featureClass:\n  shape:\n  firstorder:\nsetting:\n  binWidth: 25\n")
+    out = tmp_path / "f.csv"
+    code, output = _run(str(series), "--rtstruct", str(rs), "--roi", "GTV-1", "-o", str(out), "--params",
+                        str(params), "--workers", "1")
+    assert code == 0, output
+    assert "1case(s)extracted" in _squeeze(output) and "3D" in output
+    row = _rows(out)["image"]
+    assert float(row["original_shape_VoxelVolume"]) == pytest.approx(125256 * 0.977 * 0.977 * 3.0, rel=1e-6)
+
+    code, output = _run(str(series), "--rtstruct", str(rs), "--roi", "Liver", "-o", str(tmp_path / "g.csv"),
+                        "--params", str(params), "--workers", "1")
+    assert code == 1, output
+    reason = _rows(tmp_path / "g_errors.csv")["image"]["reason"]
+    assert reason == "mask: no ROI named 'Liver' in the RTSTRUCT; it has: 'GTV-1'"
+
+
+def test_rtstruct_with_masks_is_a_usage_error(ibsi_phantom_root: Path, tmp_path: Path) -> None:
+    series = ibsi_phantom_root / "dicom" / "image"
+    rs = next((ibsi_phantom_root / "dicom" / "rtstruct").glob("*.dcm"))
+    code, output = _run(str(series), str(ibsi_phantom_root / "nifti"), "--rtstruct", str(rs), "-o",
+                        str(tmp_path / "f.csv"))
+    assert code == 2, output
+    assert "giveeitherMASKSoranRTSTRUCT,notboth" in _squeeze(output)

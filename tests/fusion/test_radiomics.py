@@ -349,6 +349,50 @@ def test_volume_in_a_2d_extractor_is_an_input_error(lidc_root: Path) -> None:
         RadiomicsExtractor(dimension="2d").extract(rec, mask)
 
 
+#: A light 3-D parameter set for plumbing tests: shape and intensity statistics only.
+_LIGHT_3D = "featureClass:\n  shape:\n  firstorder:\nsetting:\n  binWidth: 25\n  label: 1\n"
+
+
+def test_dicom_series_with_rtstruct_is_one_3d_case_with_real_spacing(ibsi_phantom_root: Path, tmp_path: Path) -> None:
+    series = ibsi_phantom_root / "dicom" / "image"
+    rs = next((ibsi_phantom_root / "dicom" / "rtstruct").glob("*.dcm"))
+    params = tmp_path / "light.yaml"
+    params.write_text(_LIGHT_3D)
+    out = tmp_path / "by_option.csv"
+    summary = extract_folder(series, None, out, rtstruct=rs, roi="GTV-1", params=params, workers=1)
+    assert summary.dimension == "3d" and summary.written == 1 and not summary.failed
+    _, rows = _read_csv(out)
+    row = rows["image"]  # the case id is the series folder's name
+    assert row["image"] == str(series) and row["mask"] == str(rs)
+    voxel_mm3 = 0.977 * 0.977 * 3.0
+    assert float(row["original_shape_VoxelVolume"]) == pytest.approx(125256 * voxel_mm3, rel=1e-6)
+    # The same case with the RTSTRUCT as MASKS, and a case id of one's own.
+    again = tmp_path / "as_masks.csv"
+    extract_folder(series, rs, again, params=params, workers=1, case_id="PAT1")
+    _, rows2 = _read_csv(again)
+    assert {k: v for k, v in rows2["PAT1"].items() if k != "case_id"} == {
+        k: v for k, v in row.items() if k != "case_id"
+    }
+    # A wrong ROI name is a row of the errors CSV that lists the names the RTSTRUCT has.
+    wrong = tmp_path / "wrong.csv"
+    failed = extract_folder(series, None, wrong, rtstruct=rs, roi="GTV", params=params, workers=1)
+    assert failed.rows == 0
+    _, errors = _read_csv(errors_csv_path(wrong))
+    assert errors["image"]["reason"] == "mask: no ROI named 'GTV' in the RTSTRUCT; it has: 'GTV-1'"
+
+
+def test_rtstruct_needs_one_series_folder_and_no_masks(tmp_path: Path) -> None:
+    rs = tmp_path / "rs.dcm"
+    rs.write_bytes(b"\0")
+    (tmp_path / "series").mkdir()
+    with pytest.raises(InputError, match="give either MASKS or an RTSTRUCT, not both"):
+        extract_folder(tmp_path / "series", tmp_path / "masks", tmp_path / "f.csv", rtstruct=rs)
+    with pytest.raises(InputError, match="the image must be the folder of the DICOM series"):
+        extract_folder(rs, None, tmp_path / "f.csv", rtstruct=rs)
+    with pytest.raises(InputError, match="no masks"):
+        extract_folder(tmp_path / "series", None, tmp_path / "f.csv")
+
+
 def _synthetic_cases(folder: Path, n: int) -> tuple[Path, Path]:
     """``n`` small random RGB images (40 x 50) with a square lesion: quick to extract."""
     images, masks = folder / "images", folder / "masks"

@@ -7,11 +7,12 @@ cannot import a sibling helper module).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -169,6 +170,81 @@ class Make:
         """An RTSTRUCT-like object: no pixel data."""
         ds = self.dataset(None, sop_class=RTStructureSetStorage, modality="RTSTRUCT", series_uid=series_uid)
         ds.StructureSetLabel = "GTV"
+        return self.save(ds, path)
+
+    def structure_set(
+        self,
+        path: Path,
+        series: Path,
+        rois: Mapping[str, Sequence[np.ndarray]],
+        *,
+        series_uid: str | None = None,
+        link_slices: bool = True,
+        geometric_type: str = "CLOSED_PLANAR",
+        slice_of: Mapping[int, str] | None = None,
+    ) -> Path:
+        """An RTSTRUCT drawn on the series in ``series``: each ROI name maps to contours, ``(N, 3)`` points in mm.
+
+        Args:
+            series_uid: the series it says it references (default: the series' own UID).
+            link_slices: name each contour's slice (ContourImageSequence, the slice nearest its z) and list every
+                slice in the referenced series.
+            geometric_type: ContourGeometricType of every contour.
+            slice_of: contour number (0-based, over all ROIs) → a SOPInstanceUID to name instead of the nearest.
+        """
+        headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in sorted(series.glob("*.dcm"))]
+        by_z = sorted(headers, key=lambda d: float(d.ImagePositionPatient[2]))
+        ds = self.dataset(None, sop_class=RTStructureSetStorage, modality="RTSTRUCT")
+        ds.StructureSetLabel = "Schmidt plan"  # free text quoting the patient: never shown unredacted
+
+        def image_item(uid: str) -> Dataset:
+            item = Dataset()
+            item.ReferencedSOPClassUID = CTImageStorage
+            item.ReferencedSOPInstanceUID = uid
+            return item
+
+        ref_series = Dataset()
+        ref_series.SeriesInstanceUID = series_uid or str(headers[0].SeriesInstanceUID)
+        if link_slices:
+            ref_series.ContourImageSequence = [image_item(str(d.SOPInstanceUID)) for d in by_z]
+        ref_study = Dataset()
+        ref_study.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1"
+        ref_study.ReferencedSOPInstanceUID = str(headers[0].StudyInstanceUID)
+        ref_study.RTReferencedSeriesSequence = [ref_series]
+        frame = Dataset()
+        frame.FrameOfReferenceUID = generate_uid()
+        frame.RTReferencedStudySequence = [ref_study]
+        ds.ReferencedFrameOfReferenceSequence = [frame]
+
+        roi_items, contour_items = [], []
+        n = 0
+        for number, (name, contours) in enumerate(rois.items(), start=1):
+            roi = Dataset()
+            roi.ROINumber = number
+            roi.ROIName = name
+            roi_items.append(roi)
+            roi_contour = Dataset()
+            roi_contour.ReferencedROINumber = number
+            items = []
+            for points in contours:
+                pts = np.asarray(points, dtype=float).reshape(-1, 3)
+                c = Dataset()
+                c.ContourGeometricType = geometric_type
+                c.NumberOfContourPoints = len(pts)
+                c.ContourData = [f"{v:.6f}" for v in pts.ravel()]
+                if link_slices:
+                    uid = (slice_of or {}).get(n)
+                    if uid is None:
+                        nearest = min(by_z, key=lambda d: abs(float(d.ImagePositionPatient[2]) - pts[0, 2]))
+                        uid = str(nearest.SOPInstanceUID)
+                    c.ContourImageSequence = [image_item(uid)]
+                items.append(c)
+                n += 1
+            if items:
+                roi_contour.ContourSequence = items
+            contour_items.append(roi_contour)
+        ds.StructureSetROISequence = roi_items
+        ds.ROIContourSequence = contour_items
         return self.save(ds, path)
 
     def compressed(self, path: Path) -> Path:

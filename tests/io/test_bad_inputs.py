@@ -4,6 +4,7 @@ shape, dtype and values) or raises :class:`ImageReadError` whose message is ``"<
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -318,10 +319,10 @@ BAD: dict[str, Bad] = {
 
 
 @pytest.mark.parametrize("name", list(BAD))
-def test_bad_input_is_reported(name: str, tmp_path: Path, make) -> None:
+def test_bad_input_is_reported(name: str, tmp_path: Path, make, caplog: pytest.LogCaptureFixture) -> None:
     case = BAD[name]
     path, reader = case.build(tmp_path, make)
-    with pytest.raises(ImageReadError) as info:
+    with caplog.at_level(logging.DEBUG), pytest.raises(ImageReadError) as info:
         reader(path)
     message = str(info.value)
     assert case.reason in message, message
@@ -329,6 +330,11 @@ def test_bad_input_is_reported(name: str, tmp_path: Path, make) -> None:
     assert str(path) in message, message
     assert isinstance(info.value, InputError)
     assert info.value.reason in message
+    # Every DICOM built here carries a patient name, ID and birth date: none reaches the message, its cause or a log.
+    chained = " ".join(str(e) for e in (info.value.__cause__, info.value.__context__) if e is not None)
+    for value in make.phi:
+        for text in (message, chained, caplog.text):
+            assert value not in text, f"patient identifier {value!r} leaked: {text}"
 
 
 # ------------------------------------------------------------------------------------- inputs that read
