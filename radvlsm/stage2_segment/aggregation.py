@@ -7,6 +7,12 @@ weighted by ``(reliability × consensus)^sharpness``, where consensus is a candi
 other candidates (a wrong box disagrees with the others), and their probability maps are averaged with
 those weights. The image's reliability is the weighted mean reliability of its candidates.
 
+Before fusion each candidate's map is cut to its box grown by ``box_margin`` of the box's width and height on
+every side (:func:`box_window`): a box prompt says where the lesion is, and a mask that spills far outside it
+(the dark rim of a dermoscope's field of view taken for the lesion, say) is the network's error, not a lesion.
+The margin (0.2, chosen on Kvasir-SEG val and PH2 folds 1-4: it never lowered Dice there, 0.05 and 0.1 cut
+into the noisy protocol's ±20% boxes) leaves room for boxes that are off; ``None`` cuts nothing.
+
 ``best_iou`` (keep the candidate with the highest predicted IoU) and ``mean`` (plain average) are the two
 baselines this is measured against (``benchmarks/segmenter_accuracy.py``).
 """
@@ -27,6 +33,23 @@ class AggregationConfig:
     sharpness: float = 4.0
     score_power: float = 1.0
     presence_threshold: float = 0.5
+    box_margin: float | None = 0.2
+
+
+def box_window(boxes: torch.Tensor, hw: tuple[int, int], frame: float, margin: float) -> torch.Tensor:
+    """``(K, h, w)`` 0/1 windows: each XYXY box ``(K, 4)`` (pixels of a ``frame × frame`` model input) grown by
+    ``margin × (box width, box height)`` on every side, rasterised on an ``h × w`` grid over that frame (a cell
+    is inside when its centre is)."""
+    h, w = hw
+    b = boxes.float()
+    bw, bh = (b[:, 2] - b[:, 0]).clamp_min(0), (b[:, 3] - b[:, 1]).clamp_min(0)
+    x0, x1 = (b[:, 0] - margin * bw) * w / frame, (b[:, 2] + margin * bw) * w / frame
+    y0, y1 = (b[:, 1] - margin * bh) * h / frame, (b[:, 3] + margin * bh) * h / frame
+    xs = torch.arange(w, dtype=torch.float32) + 0.5
+    ys = torch.arange(h, dtype=torch.float32) + 0.5
+    inx = (xs[None] >= x0[:, None]) & (xs[None] <= x1[:, None])
+    iny = (ys[None] >= y0[:, None]) & (ys[None] <= y1[:, None])
+    return (iny[:, :, None] & inx[:, None, :]).float()
 
 
 @dataclass(frozen=True)

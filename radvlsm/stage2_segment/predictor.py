@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from radvlsm.stage2_segment.aggregation import AggregationConfig, aggregate
+from radvlsm.stage2_segment.aggregation import AggregationConfig, aggregate, box_window
 from radvlsm.stage2_segment.modeling import ImageFeatures, LesionSegmenter
 from radvlsm.stage2_segment.transforms import ResizeTransform
 
@@ -181,7 +181,12 @@ class SegmenterPredictor:
 
     def aggregate(self, cands: CandidateSet, cfg: AggregationConfig | None = None) -> SegmentationResult:
         """Fuse one image's candidates and map the mask back to the original image."""
-        agg = aggregate(cands.probs, cands.iou, cands.presence, cands.scores, cfg or self.aggregation)
+        cfg = cfg or self.aggregation
+        probs = cands.probs
+        if cfg.box_margin is not None:
+            model_boxes = torch.from_numpy(self.transform.apply_boxes(cands.boxes, cands.image_hw))
+            probs = probs * box_window(model_boxes, tuple(probs.shape[-2:]), self.transform.size, cfg.box_margin)
+        agg = aggregate(probs, cands.iou, cands.presence, cands.scores, cfg)
         if agg.lesion_present:
             prob = self.transform.maps_to_original(agg.probability.unsqueeze(0), cands.image_hw)[0]
             mask = (prob >= 0.5).numpy()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from radvlsm.stage2_segment.aggregation import AggregationConfig, aggregate, soft_iou_matrix
+from radvlsm.stage2_segment.aggregation import AggregationConfig, aggregate, box_window, soft_iou_matrix
 
 
 def _disc(cx: float, cy: float, r: float, n: int = 64) -> torch.Tensor:
@@ -48,3 +48,14 @@ def test_weights_sum_to_one_and_reliability_in_unit_interval() -> None:
     agg = aggregate(probs, torch.rand(5), torch.rand(5), torch.rand(5))
     assert abs(float(agg.weights.sum()) - 1) < 1e-6
     assert 0 <= agg.image_reliability <= 1
+
+
+def test_box_window_grows_the_box_by_the_margin() -> None:
+    # a 256-px frame on a 128 grid: the box 64..128 (x) and 32..96 (y) covers cells 32..63 and 16..47
+    w = box_window(torch.tensor([[64.0, 32.0, 128.0, 96.0]]), (128, 128), 256.0, 0.0)[0]
+    assert w.shape == (128, 128) and w.sum() == 32 * 32
+    assert w[16, 32] == 1 and w[47, 63] == 1 and w[15, 32] == 0 and w[16, 64] == 0
+    grown = box_window(torch.tensor([[64.0, 32.0, 128.0, 96.0]]), (128, 128), 256.0, 0.25)[0]
+    assert grown.sum() == 48 * 48  # 16 px (8 cells) more on every side
+    clipped = box_window(torch.tensor([[0.0, 0.0, 256.0, 256.0]]), (64, 64), 256.0, 0.5)[0]
+    assert clipped.sum() == 64 * 64  # never beyond the frame
