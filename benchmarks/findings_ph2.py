@@ -1,51 +1,70 @@
-"""The report's dermoscopic findings against PH2's expert annotations.
+"""The report's dermoscopic findings against PH2's expert annotations, and the fitting of their parameters.
 
 Asymmetry (0 / 1 / 2) is scored with Cohen's weighted kappa, **quadratic** weights (the figure of record;
 linear weights are printed beside it); each of the six colours with F1 (present / absent per case). Findings
-are computed from the image and PH2's ground-truth mask.
+are computed from the image and PH2's ground-truth mask, with the same functions the report uses
+(:func:`radvlsm.reporting.asymmetry.asymmetry`, :func:`radvlsm.reporting.colour.colour_features`,
+:func:`radvlsm.reporting.colour.decide_presence`).
 
-The colour model and the asymmetry thresholds were tuned on PH2 folds 1-4 only. Three modes:
+Three modes:
 
-    python benchmarks/findings_ph2.py           # the committed models on the hold-out fold 0 (32 cases)
-    python benchmarks/findings_ph2.py --cv      # 5-fold CV: re-tuned on four folds, scored on the fifth, pooled
-    python benchmarks/findings_ph2.py --tune    # re-tune on folds 1-4 and print the parameters to commit
+    python benchmarks/findings_ph2.py           # the committed parameters on the hold-out fold 0 (32 cases)
+    python benchmarks/findings_ph2.py --cv      # 5-fold CV: fitted on four folds, scored on the fifth, pooled
+    python benchmarks/findings_ph2.py --fit     # fit on folds 1-4 and write radvlsm/reporting/params/ph2_findings.json
 
-Tuning: the asymmetry thresholds by grid search (shape index x colour ΔE) maximising quadratic kappa; the colour
-model (seven CIELAB prototypes, six area thresholds, the skin weight) by coordinate ascent on the mean F1 over
-the six colours, from hand-set starting prototypes, on up to 3000 sampled lesion pixels per case.
+The committed parameters come from ``--fit`` (PH2 folds 1-4 only; fold 0 never seen). ``--cv`` refits
+everything for each fold with the same code (:mod:`radvlsm.reporting.fitting`), so no fold's figures come from
+parameters that saw it; its fold-0 model is the committed one, which the script checks.
+
+What is fitted (see :mod:`radvlsm.reporting.fitting`): the asymmetry model's colour weight (ridge regression)
+and score cut-points (max. quadratic kappa) and its shape-only threshold; per colour a non-negative logistic
+presence model (penalty and probability threshold by leave-one-fold-out CV inside the training folds) and a
+share threshold. The colour prototypes are hand-set (:data:`radvlsm.reporting.colour.REFERENCE_PROTOTYPES`).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from sklearn.metrics import cohen_kappa_score, confusion_matrix
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
 
-from radvlsm.data.cases import read_dataset
-from radvlsm.data.paths import shared_datasets_root
-from radvlsm.data.splits import PH2_HOLDOUT_FOLD, ph2_folds
-from radvlsm.io import read_image, read_mask, to_display_rgb
-from radvlsm.reporting import shape
-from radvlsm.reporting.asymmetry import DEFAULT_ASYMMETRY_MODEL, AsymmetryModel, colour_halves_difference
-from radvlsm.reporting.colour import DEFAULT_COLOUR_MODEL, ColourModel, assign, lesion_pixels
-from radvlsm.reporting.records import DERMOSCOPIC_COLOURS
+import numpy as np  # noqa: E402
+from sklearn.metrics import cohen_kappa_score, confusion_matrix  # noqa: E402
+
+from radvlsm.data.cases import read_dataset  # noqa: E402
+from radvlsm.data.paths import shared_datasets_root  # noqa: E402
+from radvlsm.data.splits import PH2_HOLDOUT_FOLD, ph2_folds  # noqa: E402
+from radvlsm.io import read_image, read_mask, to_display_rgb  # noqa: E402
+from radvlsm.reporting import shape  # noqa: E402
+from radvlsm.reporting.asymmetry import (  # noqa: E402
+    DEFAULT_ASYMMETRY_MODEL,
+    AsymmetryModel,
+    asymmetry,
+    score_from_indices,
+)
+from radvlsm.reporting.colour import (  # noqa: E402
+    DEFAULT_COLOUR_MODEL,
+    PARAMS_FILE,
+    REFERENCE_PROTOTYPES,
+    ColourModel,
+    colour_features,
+    decide_presence,
+    lesion_pixels,
+)
+from radvlsm.reporting.fitting import fit_asymmetry_model, fit_colour_model, write_params  # noqa: E402
+from radvlsm.reporting.records import DERMOSCOPIC_COLOURS  # noqa: E402
 
 COLS = DERMOSCOPIC_COLOURS
-SAMPLE_PX = 3000
-START_PROTOTYPES = (
-    ("white", (85.0, 5.0, 8.0)), ("red", (50.0, 40.0, 25.0)), ("light-brown", (55.0, 20.0, 35.0)),
-    ("dark-brown", (38.0, 18.0, 22.0)), ("blue-gray", (45.0, 2.0, -5.0)), ("black", (18.0, 3.0, 3.0)),
-    ("skin", (70.0, 15.0, 20.0)),
-)
-SHAPE_GRID = (0.05, 0.06, 0.07, 0.08, 0.09, 0.10, 0.11, 0.12, 0.14, 0.16, 0.20, 1.0)
-COLOUR_GRID = (2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 12.0, 1e9)
-THRESHOLD_GRID = (0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.16, 0.2, 0.3)
+#: The analysis the features are measured with: hand-set prototypes, no presence models.
+BASE_COLOUR_MODEL = dataclasses.replace(DEFAULT_COLOUR_MODEL, prototypes=REFERENCE_PROTOTYPES, presence=())
+COLOUR_SIGMA = 0.1
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,36 +73,53 @@ class Case:
     fold: str
     asymmetry: int
     colours: np.ndarray  # (6,) bool, expert
-    lab_all: np.ndarray  # analysed lesion pixels (CIELAB)
-    lab_sample: np.ndarray
+    features: dict[str, float]
+    fractions: np.ndarray  # (6,)
     shape_index: tuple[float, float]
-    colour_index: tuple[float, float]
+    mirror_colour_index: tuple[float, float]
 
 
 def load_cases(root: Path) -> list[Case]:
     ds = read_dataset(root / "ph2")
     folds = ph2_folds()
-    rng = np.random.default_rng(0)
-    base = dataclasses.replace(DEFAULT_COLOUR_MODEL)
+    measure = AsymmetryModel(colour_weight=1.0, colour_sigma=COLOUR_SIGMA)  # any weight: we want the indices
     out = []
     for c in ds.cases:
         rec = read_image(c.image_path)
         mask = read_mask(c.mask_path, like=rec)  # type: ignore[arg-type]
         rgb = to_display_rgb(rec)
         comps = shape.components(mask)
-        big = comps.largest()
-        px = lesion_pixels(rgb, comps.kept(), base)
-        axes = shape.principal_axes(big)
-        si = tuple(shape.reflection_overlap(big, axes, k) for k in (0, 1))
-        ci = tuple(colour_halves_difference(px, big.shape, axes, k, within=big) for k in (0, 1))
-        sample = px.lab if len(px.lab) <= SAMPLE_PX else px.lab[rng.choice(len(px.lab), SAMPLE_PX, replace=False)]
+        px = lesion_pixels(rgb, comps.kept(), BASE_COLOUR_MODEL)
+        feats = colour_features(px, BASE_COLOUR_MODEL)
+        a = asymmetry(comps.largest(), None, px, measure)
         listed = {x for x in c.labels.get("colors", "").split(";") if x}
         out.append(Case(c.case_id, folds.assignment[c.case_id], int(c.labels["asymmetry"]),
-                        np.array([k in listed for k in COLS]), px.lab, sample, si, ci))  # type: ignore[arg-type]
+                        np.array([k in listed for k in COLS]), feats,
+                        np.array([feats[f"fraction:{k}"] ** 2 for k in COLS]),
+                        a.shape_index, a.mirror_colour_index))  # type: ignore[arg-type]
     return out
 
 
-# ------------------------------------------------------------------------------------------------ metrics
+# ------------------------------------------------------------------------------------------------ models
+
+def fit(cases: list[Case]) -> tuple[AsymmetryModel, ColourModel]:
+    am = fit_asymmetry_model(np.array([c.shape_index for c in cases]),
+                             np.array([c.mirror_colour_index for c in cases]),
+                             np.array([c.asymmetry for c in cases]), colour_sigma=COLOUR_SIGMA)
+    cm = fit_colour_model(BASE_COLOUR_MODEL, [c.features for c in cases], np.array([c.colours for c in cases]),
+                          [c.fold for c in cases])
+    return am, cm
+
+
+def asym_scores(cases: list[Case], model: AsymmetryModel) -> list[int]:
+    return [score_from_indices(c.shape_index, c.mirror_colour_index, model)[0] for c in cases]
+
+
+def colour_predictions(cases: list[Case], model: ColourModel) -> np.ndarray:
+    return np.array([[k in decide_presence(c.fractions, c.features, model)[0] for k in COLS] for c in cases])
+
+
+# ------------------------------------------------------------------------------------------------ report
 
 def f1_per_colour(pred: np.ndarray, truth: np.ndarray) -> list[dict[str, float]]:
     """Per colour: F1 (NaN when the colour is neither annotated nor predicted), precision, recall, support."""
@@ -102,83 +138,6 @@ def f1_per_colour(pred: np.ndarray, truth: np.ndarray) -> list[dict[str, float]]
         })
     return out
 
-
-def asym_scores(cases: list[Case], model: AsymmetryModel) -> np.ndarray:
-    ct = model.colour_threshold if model.colour_threshold is not None else np.inf
-    return np.array([sum((c.shape_index[k] > model.shape_threshold) or (c.colour_index[k] > ct) for k in (0, 1))
-                     for c in cases])
-
-
-def colour_predictions(cases: list[Case], model: ColourModel, sample: bool = False) -> np.ndarray:
-    thr = model.threshold_array()
-    rows = []
-    for c in cases:
-        lab = c.lab_sample if sample else c.lab_all
-        fr = np.bincount(assign(lab, model), minlength=7)[:6] / max(len(lab), 1)
-        rows.append(fr >= thr)
-    return np.array(rows)
-
-
-def mean_f1(model: ColourModel, cases: list[Case], truth: np.ndarray) -> float:
-    f = [r["f1"] for r in f1_per_colour(colour_predictions(cases, model, sample=True), truth)]
-    return float(np.nanmean(f))
-
-
-# ------------------------------------------------------------------------------------------------ tuning
-
-def tune_asymmetry(cases: list[Case]) -> AsymmetryModel:
-    y = [c.asymmetry for c in cases]
-    best, best_k = AsymmetryModel(), -np.inf
-    for ts in SHAPE_GRID:
-        for tc in COLOUR_GRID:
-            m = AsymmetryModel(ts, tc)
-            k = cohen_kappa_score(y, asym_scores(cases, m), weights="quadratic")
-            if k > best_k + 1e-12:
-                best, best_k = m, k
-    return best
-
-
-def tune_colours(cases: list[Case], rounds: int = 2, log: bool = True) -> ColourModel:
-    truth = np.array([c.colours for c in cases])
-    model = dataclasses.replace(DEFAULT_COLOUR_MODEL, prototypes=START_PROTOTYPES, skin_weight=1.0,
-                                thresholds=tuple((n, 0.02 if n in ("white", "red", "black") else 0.05) for n in COLS))
-    best = mean_f1(model, cases, truth)
-    names = [n for n, _ in model.prototypes]
-    for r in range(rounds):
-        for i in range(len(names)):
-            for j in range(3):
-                for step in (8.0, 4.0, 2.0):
-                    improved = True
-                    while improved:
-                        improved = False
-                        for s in (step, -step):
-                            protos = [list(p) for _, p in model.prototypes]
-                            protos[i][j] += s
-                            cand = dataclasses.replace(
-                                model, prototypes=tuple((n, tuple(p)) for n, p in zip(names, protos, strict=True)))
-                            v = mean_f1(cand, cases, truth)
-                            if v > best + 1e-9:
-                                best, model, improved = v, cand, True
-                                break
-        for k, name in enumerate(COLS):
-            for t in THRESHOLD_GRID:
-                thr = list(model.thresholds)
-                thr[k] = (name, t)
-                cand = dataclasses.replace(model, thresholds=tuple(thr))
-                v = mean_f1(cand, cases, truth)
-                if v > best + 1e-9:
-                    best, model = v, cand
-        for sw in (0.5, 0.7, 1.0, 1.4, 2.0):
-            cand = dataclasses.replace(model, skin_weight=sw)
-            v = mean_f1(cand, cases, truth)
-            if v > best + 1e-9:
-                best, model = v, cand
-        if log:
-            print(f"  colour tuning round {r + 1}: training mean F1 {best:.3f}", file=sys.stderr, flush=True)
-    return model
-
-
-# ------------------------------------------------------------------------------------------------ report
 
 def print_results(title: str, asym_true: list[int], asym_pred: list[int], col_true: np.ndarray,
                   col_pred: np.ndarray) -> None:
@@ -205,54 +164,67 @@ def print_results(title: str, asym_true: list[int], asym_pred: list[int], col_tr
           f"over the {len(with_support)} colours annotated at least once: {np.nanmean(with_support):.3f}")
 
 
+def describe(am: AsymmetryModel, cm: ColourModel) -> None:
+    print(f"\nAsymmetryModel: colour weight {am.colour_weight} per ΔE, cuts {am.cuts}, shape-only threshold "
+          f"{am.shape_threshold}")
+    for p in cm.presence:
+        w = ", ".join(f"{n} {v:g}" for n, v in zip(p.features, p.weights, strict=True))
+        print(f"  {p.colour}: threshold p >= {p.threshold:.3f}; weights {w}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = ap.add_mutually_exclusive_group()
-    mode.add_argument("--cv", action="store_true", help="5-fold cross-validation, re-tuning on each training part")
-    mode.add_argument("--tune", action="store_true", help="re-tune on folds 1-4 and print the parameters")
-    ap.add_argument("--rounds", type=int, default=2, help="coordinate-ascent rounds of the colour tuning")
+    mode.add_argument("--cv", action="store_true", help="5-fold cross-validation, refitting on each training part")
+    mode.add_argument("--fit", action="store_true", help=f"fit on folds 1-4 and write {PARAMS_FILE.name}")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
     root = shared_datasets_root()
     cases = load_cases(root)
-    print(f"command: python benchmarks/findings_ph2.py{' --cv' if args.cv else ' --tune' if args.tune else ''}")
-    print(f"{len(cases)} PH2 cases read in {time.perf_counter() - t0:.0f} s (ground-truth masks)")
+    print(f"command: python benchmarks/findings_ph2.py{' --cv' if args.cv else ' --fit' if args.fit else ''}")
+    print(f"{len(cases)} PH2 cases read and measured in {time.perf_counter() - t0:.0f} s (ground-truth masks)")
     hold = str(PH2_HOLDOUT_FOLD)
-    if args.tune:
+    if args.fit:
         train = [c for c in cases if c.fold != hold]
-        am = tune_asymmetry(train)
-        cm = tune_colours(train, args.rounds)
-        print(f"\nTuned on folds {sorted({c.fold for c in train})} ({len(train)} cases):")
-        print(f"AsymmetryModel(shape_threshold={am.shape_threshold}, colour_threshold={am.colour_threshold})")
-        print("ColourModel(")
-        print("    prototypes=(")
-        for n, p in cm.prototypes:
-            print(f"        ({n!r}, ({p[0]:.1f}, {p[1]:.1f}, {p[2]:.1f})),")
-        print("    ),")
-        print("    thresholds=(" + ", ".join(f"({n!r}, {t})" for n, t in cm.thresholds) + "),")
-        print(f"    skin_weight={cm.skin_weight},")
-        print(")")
+        am, cm = fit(train)
+        folds = sorted({c.fold for c in train})
+        path = write_params(cm, am, {
+            "fitted_by": "python benchmarks/findings_ph2.py --fit "
+                         "(radvlsm.reporting.fitting.fit_asymmetry_model / fit_colour_model)",
+            "dataset": "PH2, ground-truth masks, expert asymmetry and colours",
+            "folds": [int(f) for f in folds],
+            "cases": len(train),
+            "held_out_fold": int(hold),
+        })
+        print(f"\nFitted on folds {folds} ({len(train)} cases); written to {path}")
+        describe(am, cm)
         return
     if args.cv:
-        at, ap_, ct, cp = [], [], [], []
+        at: list[int] = []
+        ap_: list[int] = []
+        ct, cp = [], []
         for fold in sorted({c.fold for c in cases}):
             train = [c for c in cases if c.fold != fold]
             test = [c for c in cases if c.fold == fold]
-            print(f"fold {fold}: tuning on {len(train)} cases", file=sys.stderr, flush=True)
-            am = tune_asymmetry(train)
-            cm = tune_colours(train, args.rounds, log=False)
+            print(f"fold {fold}: fitting on {len(train)} cases", file=sys.stderr, flush=True)
+            am, cm = fit(train)
+            if fold == hold:
+                same = am == DEFAULT_ASYMMETRY_MODEL and cm == DEFAULT_COLOUR_MODEL
+                print(f"fold {fold}: the refitted models {'equal' if same else 'DIFFER FROM'} the committed ones"
+                      + ("" if same else " (rerun --fit)"))
             at += [c.asymmetry for c in test]
-            ap_ += list(asym_scores(test, am))
+            ap_ += asym_scores(test, am)
             ct.append(np.array([c.colours for c in test]))
             cp.append(colour_predictions(test, cm))
-        print_results("5-fold cross-validation, pooled (each fold scored by models tuned on the other four)",
+        print_results("5-fold cross-validation, pooled (each fold scored by models fitted on the other four)",
                       at, ap_, np.concatenate(ct), np.concatenate(cp))
     else:
         test = [c for c in cases if c.fold == hold]
-        print_results(f"PH2 hold-out fold {hold}, committed models (tuned on folds 1-4)",
-                      [c.asymmetry for c in test], list(asym_scores(test, DEFAULT_ASYMMETRY_MODEL)),
+        print_results(f"PH2 hold-out fold {hold}, committed parameters (fitted on folds 1-4)",
+                      [c.asymmetry for c in test], asym_scores(test, DEFAULT_ASYMMETRY_MODEL),
                       np.array([c.colours for c in test]), colour_predictions(test, DEFAULT_COLOUR_MODEL))
+        describe(DEFAULT_ASYMMETRY_MODEL, DEFAULT_COLOUR_MODEL)
     print(f"\n{time.perf_counter() - t0:.0f} s")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from radvlsm.reporting.asymmetry import DEFAULT_ASYMMETRY_MODEL, AsymmetryModel
 from radvlsm.reporting.batch import ReportJob, ReportSettings, ReportSummary, collect_jobs, run_reports
-from radvlsm.reporting.colour import DEFAULT_COLOUR_MODEL, ColourModel, dermoscopic_colours
+from radvlsm.reporting.colour import DEFAULT_COLOUR_MODEL, ColourModel, PresenceModel, dermoscopic_colours
 from radvlsm.reporting.diagnosis import read_diagnoses
 from radvlsm.reporting.findings import MODALITIES, FindingsConfig, compute_findings
 from radvlsm.reporting.html import case_html, index_html
@@ -53,6 +53,7 @@ __all__ = [
     "LlmOutcome",
     "LlmRewriter",
     "NotMeasured",
+    "PresenceModel",
     "ReportJob",
     "ReportRecord",
     "ReportSettings",

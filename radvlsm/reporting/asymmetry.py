@@ -1,40 +1,81 @@
 """Dermoscopic asymmetry about the two principal axes, on PH2's 0 / 1 / 2 scale.
 
 As in the ABCD rule, a lesion is judged about two perpendicular axes through its centre, here its principal
-axes (second moments of area, through the centroid). About each axis the lesion counts as asymmetric when
+axes (second moments of area, through the centroid). About each axis ``k`` two indices are measured:
 
-* its **shape** is: the shape index (the share of the lesion area that does not overlap the lesion mirrored
-  about the axis) exceeds :attr:`AsymmetryModel.shape_threshold`, or
-* its **colour** is: the mean CIELAB colours of the two halves on either side of the axis differ by more than
-  :attr:`AsymmetryModel.colour_threshold` (ΔE*76), hair and glare left out.
+* the **shape index** ``s_k``: the share of the lesion area that does not overlap the lesion mirrored about
+  the axis;
+* the **mirror colour index** ``c_k``: the mean CIELAB difference (ΔE*76) between each analysed lesion pixel
+  and its mirror image across the axis, over the pixels whose mirror image is also an analysed lesion pixel,
+  the colours first smoothed over :attr:`AsymmetryModel.colour_sigma` of the lesion's equivalent radius (hair
+  and glare left out). It is large when colours and structures are laid out unevenly about the axis.
 
-The score is the number of asymmetric axes: 0 symmetric, 1 asymmetric about one axis, 2 about both. The two
-thresholds of :data:`DEFAULT_ASYMMETRY_MODEL` were tuned on PH2 folds 1-4 only, maximising the quadratic
-weighted kappa with the experts' scores (``benchmarks/findings_ph2.py --tune``).
+With colour, each axis gets the index ``a_k = s_k + colour_weight * c_k`` and the lesion the asymmetry index
+``a_0 + a_1``; the score is 0 up to ``cuts[0]``, 1 up to ``cuts[1]`` and 2 above (PH2's experts score shape,
+colour and structure together, and their score follows the overall asymmetry better than a per-axis vote). The
+axes reported as asymmetric are the ``score`` axes with the largest ``a_k``. Without colour (or with
+``colour_weight=None``) an axis is asymmetric when its shape index exceeds ``shape_threshold`` and the score
+counts the asymmetric axes.
+
+``colour_weight``, ``cuts`` and ``shape_threshold`` of :data:`DEFAULT_ASYMMETRY_MODEL` were fitted on PH2 folds
+1-4 only by :func:`radvlsm.reporting.fitting.fit_asymmetry_model` (``python benchmarks/findings_ph2.py --fit``
+writes them to ``radvlsm/reporting/params/ph2_findings.json``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from radvlsm.reporting import shape
-from radvlsm.reporting.colour import LesionPixels
+from radvlsm.reporting.colour import LesionPixels, load_params, smooth_within
 from radvlsm.reporting.records import AsymmetryFindings
 
 
 @dataclass(frozen=True)
 class AsymmetryModel:
-    """``shape_threshold``: shape index above which an axis is asymmetric; ``colour_threshold``: ΔE*76
-    between the halves' mean colours above which it is (``None``: shape only)."""
+    """Parameters of the asymmetry score (see the module docstring).
+
+    Attributes:
+        shape_threshold: shape-only rule: an axis is asymmetric when its shape index exceeds this.
+        colour_weight: weight of the mirror colour index (per ΔE unit) in the axis index; ``None``: shape only.
+        cuts: asymmetry-index cut-points between scores 0 / 1 and 1 / 2.
+        colour_sigma: smoothing of the colours before the mirror comparison, as a fraction of the lesion's
+            equivalent radius.
+    """
 
     shape_threshold: float = 0.11
-    colour_threshold: float | None = 6.0
+    colour_weight: float | None = None
+    cuts: tuple[float, float] = (0.5, 0.7)
+    colour_sigma: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.cuts[0] > self.cuts[1]:
+            raise ValueError(f"cuts must be ascending, got {self.cuts}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"shape_threshold": self.shape_threshold, "colour_weight": self.colour_weight,
+                "cuts": list(self.cuts), "colour_sigma": self.colour_sigma}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> AsymmetryModel:
+        cw = d.get("colour_weight")
+        return cls(float(d["shape_threshold"]), None if cw is None else float(cw),
+                   (float(d["cuts"][0]), float(d["cuts"][1])), float(d.get("colour_sigma", 0.1)))
 
 
-#: Tuned on PH2 folds 1-4 (see the module docstring).
-DEFAULT_ASYMMETRY_MODEL = AsymmetryModel()
+#: Fitted on PH2 folds 1-4 (see the module docstring).
+DEFAULT_ASYMMETRY_MODEL = AsymmetryModel.from_dict(load_params()["asymmetry_model"])
+
+
+def _working_coords(pixels: LesionPixels, full_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the analysed pixels in the coordinates of the full-size mask."""
+    H, W = full_shape
+    h, w = pixels.mask.shape
+    return (pixels.cols + 0.5) * W / w - 0.5, (pixels.rows + 0.5) * H / h - 0.5
 
 
 def colour_halves_difference(
@@ -48,10 +89,8 @@ def colour_halves_difference(
     (the largest component).
     """
     H, W = full_shape
-    h, w = pixels.mask.shape
     sy, sx = spacing if spacing is not None else (1.0, 1.0)
-    x = (pixels.cols + 0.5) * W / w - 0.5
-    y = (pixels.rows + 0.5) * H / h - 0.5
+    x, y = _working_coords(pixels, full_shape)
     lab = pixels.lab
     if within is not None:
         xi = np.clip(np.rint(x).astype(np.int64), 0, W - 1)
@@ -65,6 +104,72 @@ def colour_halves_difference(
     if len(a) == 0 or len(b) == 0:
         return 0.0
     return float(np.linalg.norm(a.mean(axis=0) - b.mean(axis=0)))
+
+
+def mirror_colour_differences(
+    pixels: LesionPixels, full_shape: tuple[int, int], axes: shape.PrincipalAxes,
+    spacing: tuple[float, float] | None = None, within: np.ndarray | None = None, sigma: float = 0.1,
+) -> tuple[float, float]:
+    """Per principal axis, the mirror colour index: mean ΔE*76 between each analysed lesion pixel and its mirror
+    image across the axis (through the centroid, in physical space), over the pixels whose mirror image is an
+    analysed pixel too; the colours are first smoothed over ``sigma`` times the lesion's equivalent radius.
+
+    Arguments as for :func:`colour_halves_difference`; ``within`` (full size) keeps only pixels inside it.
+    """
+    H, W = full_shape
+    h, w = pixels.mask.shape
+    if len(pixels.lab) == 0:
+        return 0.0, 0.0
+    sy, sx = spacing if spacing is not None else (1.0, 1.0)
+    ok = np.ones(len(pixels.rows), dtype=bool)
+    x, y = _working_coords(pixels, full_shape)
+    if within is not None:
+        xi = np.clip(np.rint(x).astype(np.int64), 0, W - 1)
+        yi = np.clip(np.rint(y).astype(np.int64), 0, H - 1)
+        ok = within[yi, xi]
+    if not ok.any():
+        return 0.0, 0.0
+    # The analysed pixels (restricted to ``within``) as an index image at the working size.
+    index = np.full((h, w), -1, dtype=np.int64)
+    sel = np.nonzero(ok)[0]
+    index[pixels.rows[sel], pixels.cols[sel]] = sel
+    radius_px = float(np.sqrt(len(sel) / np.pi))
+    lab = smooth_within(pixels, pixels.lab, max(0.5, sigma * radius_px))
+    cx, cy = axes.centroid
+    px = np.stack([(x[sel] - cx) * sx, (y[sel] - cy) * sy], axis=1)
+    out = []
+    for k in (0, 1):
+        u = np.asarray(axes.directions[k])
+        refl = 2.0 * (px @ u)[:, None] * u[None, :] - px
+        # back to working pixel indices
+        rx = np.rint(((refl[:, 0] / sx + cx) + 0.5) * w / W - 0.5).astype(np.int64)
+        ry = np.rint(((refl[:, 1] / sy + cy) + 0.5) * h / H - 0.5).astype(np.int64)
+        inside = (rx >= 0) & (rx < w) & (ry >= 0) & (ry < h)
+        partner = np.full(len(sel), -1, dtype=np.int64)
+        partner[inside] = index[ry[inside], rx[inside]]
+        has = partner >= 0
+        if not has.any():
+            out.append(0.0)
+            continue
+        d = np.linalg.norm(lab[sel[has]] - lab[partner[has]], axis=1)
+        out.append(float(d.mean()))
+    return out[0], out[1]
+
+
+def score_from_indices(
+    shape_index: tuple[float, float], mirror_colour_index: tuple[float, float] | None, model: AsymmetryModel
+) -> tuple[int, tuple[bool, bool], float | None]:
+    """The score, the asymmetric axes and the asymmetry index (``None`` for the shape-only rule) from the
+    per-axis indices (see the module docstring)."""
+    if mirror_colour_index is None or model.colour_weight is None:
+        flags = (shape_index[0] > model.shape_threshold, shape_index[1] > model.shape_threshold)
+        return int(sum(flags)), (bool(flags[0]), bool(flags[1])), None
+    a = [shape_index[k] + model.colour_weight * mirror_colour_index[k] for k in (0, 1)]
+    total = a[0] + a[1]
+    score = int(total > model.cuts[0]) + int(total > model.cuts[1])
+    order = (0, 1) if a[0] >= a[1] else (1, 0)
+    flagged = set(order[:score])
+    return score, (0 in flagged, 1 in flagged), total
 
 
 def asymmetry(
@@ -81,20 +186,20 @@ def asymmetry(
     axes = shape.principal_axes(m, spacing)
     shape_idx = tuple(round(shape.reflection_overlap(m, axes, k, spacing), 4) for k in (0, 1))
     colour_idx: tuple[float, float] | None = None
-    if pixels is not None and model.colour_threshold is not None:
+    mirror_idx: tuple[float, float] | None = None
+    if pixels is not None and model.colour_weight is not None:
         colour_idx = tuple(  # type: ignore[assignment]
             round(colour_halves_difference(pixels, m.shape, axes, k, spacing, within=m), 2) for k in (0, 1)
         )
-    flags = []
-    for k in (0, 1):
-        asym = shape_idx[k] > model.shape_threshold
-        if colour_idx is not None and model.colour_threshold is not None:
-            asym = asym or colour_idx[k] > model.colour_threshold
-        flags.append(bool(asym))
+        mc = mirror_colour_differences(pixels, m.shape, axes, spacing, within=m, sigma=model.colour_sigma)
+        mirror_idx = (round(mc[0], 2), round(mc[1], 2))
+    score, flags, index = score_from_indices(shape_idx, mirror_idx, model)  # type: ignore[arg-type]
     return AsymmetryFindings(
-        score=int(sum(flags)),
+        score=score,
         axis_angles_deg=(round(axes.angle_deg(0), 1), round(axes.angle_deg(1), 1)),
         shape_index=(shape_idx[0], shape_idx[1]),
         colour_index=colour_idx,
-        asymmetric_axes=(flags[0], flags[1]),
+        asymmetric_axes=flags,
+        mirror_colour_index=mirror_idx,
+        index=None if index is None else round(index, 4),
     )

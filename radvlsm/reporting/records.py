@@ -20,7 +20,7 @@ from radvlsm.fusion.diagnosis import Diagnosis  # the one diagnosis type, shared
 
 #: Version of the ``reports/<case>.json`` layout. Bump the major number when a field changes meaning or is
 #: removed, the minor number when one is added.
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 #: The six dermoscopic colours of the ABCD rule / PH2 annotations, in PH2's order.
 DERMOSCOPIC_COLOURS = ("white", "red", "light-brown", "dark-brown", "blue-gray", "black")
@@ -36,7 +36,13 @@ class AsymmetryFindings:
         shape_index: per axis, the fraction of the lesion area not overlapping its mirror image.
         colour_index: per axis, the CIELAB colour difference (ΔE*76) between the two halves' mean colours;
             ``None`` when the image has no colour.
-        asymmetric_axes: per axis, whether it counts as asymmetric (shape or colour index above its threshold).
+        asymmetric_axes: per axis, whether it counts as asymmetric: with colour, the ``score`` axes with the
+            largest axis index (shape index + weight x mirror colour index); without, the axes whose shape
+            index exceeds the shape-only threshold.
+        mirror_colour_index: per axis, the mean ΔE*76 between each lesion pixel and its mirror image across the
+            axis (colours smoothed over 10 % of the lesion's equivalent radius); ``None`` without colour.
+        index: the lesion's asymmetry index, the sum over both axes of shape index + weight x mirror colour
+            index, that the score's cut-points apply to; ``None`` without colour (shape-only rule).
     """
 
     score: int
@@ -44,6 +50,8 @@ class AsymmetryFindings:
     shape_index: tuple[float, float]
     colour_index: tuple[float, float] | None
     asymmetric_axes: tuple[bool, bool]
+    mirror_colour_index: tuple[float, float] | None = None
+    index: float | None = None
 
 
 @dataclass(frozen=True)
@@ -85,12 +93,15 @@ class ColourFindings:
         fractions: each of the six colours with the fraction of the analysed lesion area assigned to it.
         skin_lab: CIELAB (L*, a*, b*) of the surrounding skin the colours were judged against.
         excluded_fraction: fraction of the lesion left out of the analysis (hair, glare).
+        probabilities: each colour that has a presence model with the model's probability that it is present
+            (``None`` when no presence model applied).
     """
 
     present: tuple[str, ...]
     fractions: tuple[tuple[str, float], ...]
     skin_lab: tuple[float, float, float]
     excluded_fraction: float
+    probabilities: tuple[tuple[str, float], ...] | None = None
 
 
 @dataclass(frozen=True)

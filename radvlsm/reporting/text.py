@@ -157,8 +157,12 @@ def findings_table(f: CaseFindings) -> list[tuple[str, str]]:
         a = lesion.asymmetry
         if a is not None:
             detail = f"shape index {a.shape_index[0]:.2f} / {a.shape_index[1]:.2f}"
-            if a.colour_index is not None:
+            if a.mirror_colour_index is not None:
+                detail += f"; mirror colour ΔE {a.mirror_colour_index[0]:.1f} / {a.mirror_colour_index[1]:.1f}"
+            elif a.colour_index is not None:
                 detail += f"; colour ΔE {a.colour_index[0]:.1f} / {a.colour_index[1]:.1f}"
+            if a.index is not None:
+                detail += f"; asymmetry index {a.index:.2f}"
             rows.append(("Asymmetry (PH2 scale 0-2)", f"{a.score} ({detail}; axes at {a.axis_angles_deg[0]:.0f}° "
                                                        f"and {a.axis_angles_deg[1]:.0f}°)"))
     if f.colours is not None:
@@ -263,8 +267,23 @@ def definitions(modality: str | None = None) -> tuple[str, ...]:
     the definitions that apply to it."""
     from radvlsm.reporting.asymmetry import DEFAULT_ASYMMETRY_MODEL as A
 
-    colour = f" or when the mean colours of the two halves differ by more than ΔE {A.colour_threshold:g}" \
-        if A.colour_threshold is not None else ""
+    if A.colour_weight is not None:
+        asym = (
+            "Asymmetry (dermoscopy): about each principal axis, the shape index (share of the area that does not "
+            "overlap the lesion's mirror image) plus "
+            f"{A.colour_weight:.4g} × the mirror colour index (mean ΔE between each point and its mirror image, "
+            f"colours smoothed over {100 * A.colour_sigma:g}% of the lesion radius) gives the axis index; the two "
+            "axes' sum is the asymmetry index: "
+            f"score 0 up to {A.cuts[0]:.2f}, 1 up to {A.cuts[1]:.2f}, 2 above (PH2 scale); the asymmetric axes "
+            "are the most asymmetric ones. Without colour, an axis is asymmetric when more than "
+            f"{100 * A.shape_threshold:.3g}% of its area does not overlap its mirror image."
+        )
+    else:
+        asym = (
+            "Asymmetry (dermoscopy): about each principal axis, the lesion counts as asymmetric when more than "
+            f"{100 * A.shape_threshold:.3g}% of its area does not overlap its mirror image; the score is the number "
+            "of asymmetric axes (PH2 scale)."
+        )
     general = (
         "Lesion count: connected regions of the mask at least as large as the stated minimum.",
         "Longest diameter: the largest distance across the lesion (maximum Feret diameter); perpendicular "
@@ -274,12 +293,11 @@ def definitions(modality: str | None = None) -> tuple[str, ...]:
     )
     specific = {
         "dermoscopy": (
-            "Asymmetry (dermoscopy): about each principal axis, the lesion counts as asymmetric when more than "
-            f"{100 * A.shape_threshold:g}% of its area does not overlap its mirror image{colour}; the score is "
-            "the number of asymmetric axes (PH2 scale).",
+            asym,
             "Colours (dermoscopy): each lesion pixel is assigned to the nearest of six reference colours or to "
-            "skin in CIELAB; hair and glare are left out; a colour is reported when its share of the lesion "
-            "reaches its threshold.",
+            "skin in CIELAB (the shares given); hair and glare are left out; whether a colour is present is "
+            "decided by a per-colour logistic model on colour measurements of the lesion, fitted to expert "
+            "annotations (PH2), or, for a colour without one, by its share reaching a threshold.",
         ),
         "ultrasound": (
             "BI-RADS descriptors (ultrasound): from the outline only; the image top is taken as the skin "

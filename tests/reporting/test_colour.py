@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
 
-from radvlsm.reporting.colour import DEFAULT_COLOUR_MODEL, ColourModel, dermoscopic_colours, rgb_to_lab
+from radvlsm.reporting.colour import (
+    COLOUR_FEATURES,
+    DEFAULT_COLOUR_MODEL,
+    DOMINANT_SHARE,
+    ColourModel,
+    PresenceModel,
+    colour_features,
+    dermoscopic_colours,
+    lesion_pixels,
+    rgb_to_lab,
+)
 from radvlsm.reporting.records import DERMOSCOPIC_COLOURS
 
 PROTO = dict(DEFAULT_COLOUR_MODEL.prototypes)
@@ -74,3 +86,42 @@ def test_model_validation() -> None:
         ColourModel(DEFAULT_COLOUR_MODEL.prototypes, DEFAULT_COLOUR_MODEL.thresholds, normalisation="magic")
     with pytest.raises(ValueError, match="RGB"):
         dermoscopic_colours(np.zeros((10, 10), np.uint8), np.ones((10, 10), bool))
+
+
+def test_a_light_centre_in_a_brown_lesion_is_white(to_rgb) -> None:
+    img, mask = _lesion(to_rgb, ["light-brown"])
+    h, w = mask.shape
+    centre = np.zeros((h, w), np.uint8)
+    cv2.circle(centre, (w // 2, h // 2), 35, 1, -1)
+    img[centre > 0] = to_rgb(PROTO["white"])
+    found = dermoscopic_colours(img, mask)
+    assert set(found.present) == {"white", "light-brown"}
+    assert found.probabilities is not None and dict(found.probabilities)["white"] > 0.5
+
+
+def test_presence_model_guards(to_rgb) -> None:
+    """A presence model cannot name a colour no pixel shows, nor miss one that covers half the lesion."""
+    img, mask = _lesion(to_rgb, ["dark-brown"])
+    always = PresenceModel("blue-gray", ("blue5",), (0.0,), (1.0,), (0.0,), 10.0, 0.5)  # p = 1 everywhere
+    never = PresenceModel("dark-brown", ("dark35",), (0.0,), (1.0,), (0.0,), -10.0, 0.5)  # p = 0 everywhere
+    model = dataclasses.replace(DEFAULT_COLOUR_MODEL, presence=(always, never))
+    found = dermoscopic_colours(img, mask, model)
+    assert found.present == ("dark-brown",)  # share 1.0 >= DOMINANT_SHARE; blue-gray: no pixel nearest it
+    assert dict(found.probabilities or ())["blue-gray"] == pytest.approx(1.0, abs=1e-4)
+    assert DOMINANT_SHARE <= 1.0
+
+
+def test_share_rule_without_presence_models(to_rgb) -> None:
+    img, mask = _lesion(to_rgb, ["red", "dark-brown"])
+    model = dataclasses.replace(DEFAULT_COLOUR_MODEL, presence=())
+    found = dermoscopic_colours(img, mask, model)
+    assert set(found.present) == {"red", "dark-brown"} and found.probabilities is None
+
+
+def test_features_are_named_and_finite(to_rgb) -> None:
+    img, mask = _lesion(to_rgb, ["dark-brown", "blue-gray", "black"])
+    f = colour_features(lesion_pixels(img, mask))
+    assert tuple(f) == COLOUR_FEATURES
+    assert all(np.isfinite(v) for v in f.values())
+    assert f["fraction:black"] == pytest.approx(np.sqrt(1 / 3), abs=0.03)
+    assert f["blue5"] > 0.3 and f["dark20"] > 0.3

@@ -16,7 +16,7 @@ def test_disc_is_symmetric_with_equal_diameters(disc) -> None:
     d = shape.diameters(m)
     assert d.longest == pytest.approx(d.perpendicular, rel=0.02)
     assert d.longest == pytest.approx(121, abs=2)  # pixel squares of a radius-60 disc
-    a = asymmetry(m, model=AsymmetryModel(colour_threshold=None))
+    a = asymmetry(m, model=AsymmetryModel(colour_weight=None))
     assert a.score == 0
     assert max(a.shape_index) < 0.01
     assert a.colour_index is None
@@ -38,7 +38,7 @@ def test_area_and_diameters_in_mm_with_anisotropic_spacing() -> None:
     m[10:30, 10:60] = True  # 20 rows x 50 columns
     d = shape.diameters(m, spacing=(0.5, 0.2))  # (row, column) mm
     assert d.longest == pytest.approx(math.hypot(50 * 0.2, 20 * 0.5), abs=1e-6)
-    a = asymmetry(m, spacing=(0.5, 0.2), model=AsymmetryModel(colour_threshold=None))
+    a = asymmetry(m, spacing=(0.5, 0.2), model=AsymmetryModel(colour_weight=None))
     assert a.score == 0  # a rectangle is symmetric about its axes in physical space too
 
 
@@ -46,7 +46,7 @@ def test_l_shape_is_asymmetric_about_both_axes() -> None:
     m = np.zeros((220, 220), bool)
     m[20:200, 20:60] = True  # long vertical arm
     m[160:200, 20:120] = True  # shorter foot
-    a = asymmetry(m, model=AsymmetryModel(colour_threshold=None))
+    a = asymmetry(m, model=AsymmetryModel(colour_weight=None))
     assert a.score == 2
     assert min(a.shape_index) > 0.2
     assert shape.solidity(m) < 0.8
@@ -57,7 +57,7 @@ def test_equal_armed_l_is_symmetric_about_its_diagonal_only() -> None:
     m = np.zeros((200, 200), bool)
     m[40:160, 40:80] = True
     m[120:160, 40:160] = True
-    a = asymmetry(m, model=AsymmetryModel(colour_threshold=None))
+    a = asymmetry(m, model=AsymmetryModel(colour_weight=None))
     assert a.score == 1
     assert sorted(a.shape_index)[0] < 0.01
 
