@@ -170,13 +170,14 @@ def write_png_mask(path: str | Path, mask: np.ndarray) -> Path:
     return path
 
 
-def write_png_image(path: str | Path, rgb: np.ndarray) -> Path:
+def write_png_image(path: str | Path, rgb: np.ndarray, compress_level: int = 6) -> Path:
     """Write an 8-bit image (an overlay, a display rendering) as PNG.
 
     Args:
         path: destination, ending in ``.png``.
         rgb: ``uint8`` array ``(H, W, 3)`` (RGB), ``(H, W, 4)`` (RGBA) or ``(H, W)`` (gray). Convert other
             data first with :func:`radvlsm.io.window.to_display_rgb`.
+        compress_level: zlib level 0-9 (lossless at every level; 1 writes several times faster, a little larger).
 
     Returns:
         ``path`` as a :class:`Path`.
@@ -189,7 +190,7 @@ def write_png_image(path: str | Path, rgb: np.ndarray) -> Path:
     if arr.size == 0 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
         raise ValueError(f"{path}: expected an (H, W), (H, W, 3) or (H, W, 4) array, got shape {arr.shape}")
     with atomic_write(path, "wb") as fh:  # PIL picks L / RGB / RGBA from the array shape
-        Image.fromarray(np.ascontiguousarray(arr)).save(fh, format="PNG")
+        Image.fromarray(np.ascontiguousarray(arr)).save(fh, format="PNG", compress_level=compress_level)
     return path
 
 

@@ -172,7 +172,8 @@ def _write_case(
     write_png_mask(out.mask_path(cid), mask)
     boxes = cands.boxes if cands is not None else np.zeros((0, 4))
     weights = [c.weight for c in result.candidates] if result is not None else []
-    write_png_image(out.overlay_path(cid), draw_overlay(im.rgb, mask, boxes.tolist(), weights))
+    write_png_image(out.overlay_path(cid), draw_overlay(im.rgb, mask, boxes.tolist(), weights),
+                    compress_level=1)  # overlays are for eyes; fast beats small
     candidates = tuple(
         CandidateRecord(round_floats(c.box, 2), round(c.score, 5), round(c.predicted_iou, 5),
                         None if c.presence is None else round(c.presence, 5), round(c.reliability, 5),
