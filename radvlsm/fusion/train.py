@@ -609,7 +609,8 @@ def _scores_table(scores: Sequence[CVScores]) -> str:
     lines = ["| features | n features | melanoma-vs-rest AUC [95% CI] | 3-class accuracy | balanced accuracy |",
              "| --- | ---: | --- | ---: | ---: |"]
     for s in scores:
-        lines.append(f"| {s.features} | {s.n_features} | {s.melanoma_auc:.3f} [{s.melanoma_auc_low:.3f}, "
+        n = s.n_features if s.n_features else "per fold"
+        lines.append(f"| {s.features} | {n} | {s.melanoma_auc:.3f} [{s.melanoma_auc_low:.3f}, "
                      f"{s.melanoma_auc_high:.3f}] | {s.accuracy:.3f} | {s.balanced_accuracy:.3f} |")
     return "\n".join(lines)
 
