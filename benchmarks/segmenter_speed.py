@@ -34,7 +34,7 @@ from radvlsm.pipeline.prompts import read_boxes_csv
 from radvlsm.pipeline.segment import BoxFilePrompts, run_segment
 from radvlsm.stage2_segment.build import create_segmenter, load_segmenter
 from radvlsm.stage2_segment.modeling import ImageFeatures, LesionSegmenter
-from radvlsm.stage2_segment.predictor import SegmenterPredictor
+from radvlsm.stage2_segment.predictor import PROMPTS_PER_PASS, SegmenterPredictor
 
 
 def _inputs(n: int, tmp: Path) -> tuple[Path, Path]:
@@ -85,8 +85,9 @@ def time_decoder(
     ]
     zero = torch.zeros(1, dtype=torch.long, device=device)
 
-    def batched() -> None:
-        model.decode(feats, boxes, index)
+    def batched() -> None:  # as the predictor does: passes of PROMPTS_PER_PASS prompts across images
+        for a in range(0, len(boxes), PROMPTS_PER_PASS):
+            model.decode(feats, boxes[a : a + PROMPTS_PER_PASS], index[a : a + PROMPTS_PER_PASS])
 
     def looped() -> None:
         for j in range(len(boxes)):

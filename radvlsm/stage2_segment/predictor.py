@@ -12,6 +12,11 @@ from radvlsm.stage2_segment.aggregation import AggregationConfig, aggregate, box
 from radvlsm.stage2_segment.modeling import ImageFeatures, LesionSegmenter
 from radvlsm.stage2_segment.transforms import ResizeTransform
 
+#: Prompts (of any images) decoded together. Measured on 2 CPU threads with the default (8 images x 32 boxes):
+#: passes of 24 prompts take 0.32 s, 256 at once 0.99 s (the per-prompt maps outgrow the caches), one at a time
+#: 0.95 s. On a GPU a larger pass may pay; ``SegmenterPredictor(max_prompts_per_pass=...)`` sets it.
+PROMPTS_PER_PASS = 24
+
 
 @dataclass(frozen=True)
 class CandidateResult:
@@ -89,7 +94,7 @@ class SegmenterPredictor:
         device: str | torch.device = "cpu",
         aggregation: AggregationConfig = AggregationConfig(),
         encoder_batch: int = 16,
-        max_prompts_per_pass: int = 4096,
+        max_prompts_per_pass: int = PROMPTS_PER_PASS,
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -130,7 +135,7 @@ class SegmenterPredictor:
         scores: Sequence[np.ndarray | None] | None = None,
         image_index: Sequence[int] | None = None,
     ) -> list[CandidateSet]:
-        """Decode every box of every image in one batched pass (split only beyond ``max_prompts_per_pass``).
+        """Decode every box of every image in batched passes of ``max_prompts_per_pass`` prompts across images.
 
         Args:
             boxes: one ``(K_i, 4)`` array per image, XYXY original pixels, ``K_i ≥ 1``.
