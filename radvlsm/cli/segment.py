@@ -75,6 +75,10 @@ def diagnose(
         "radvlsm train diagnoser); it must come from the same segmenter as --model."
     ),
     localizer: str = typer.Option("default", "--localizer", help="default | localizer folder (with --prompt)."),
+    domain_prompt: str = typer.Option(
+        "skin lesion", "--domain-prompt", help="Diagnose only images the localizer matches with this phrase (the "
+        "head's kind of lesion; the default head is PH2 dermoscopy); others are out_of_domain. \"\" diagnoses all."
+    ),
     model: str = typer.Option("default", "--model", help="default | sam_vit_b:PATH | medsam:PATH | model folder."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images embedded together."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
@@ -84,12 +88,14 @@ def diagnose(
     """Segment and diagnose the lesion in each image: what segment writes, plus each lesion's class
     probabilities in the records and diagnoses.csv (an image whose lesion is not found gets no label)."""
     run_batch(inputs, out, boxes=boxes, prompt=prompt, top_k=top_k, localizer=localizer, model=model,
-              batch_size=batch_size, device=device, threads=threads, overwrite=overwrite, diagnosis_head=head)
+              batch_size=batch_size, device=device, threads=threads, overwrite=overwrite, diagnosis_head=head,
+              domain_prompt=" ".join(domain_prompt.split()))
 
 
 def run_batch(
     inputs: list[Path], out: Path, *, boxes: Path | None, prompt: str | None, top_k: int | None, localizer: str,
     model: str, batch_size: int, device: str, threads: int, overwrite: bool, diagnosis_head: str | None = None,
+    domain_prompt: str = "",
 ) -> None:
     """What ``segment`` and ``diagnose`` share: check the options, load the models, run, report failures.
     With ``diagnosis_head`` (a head spec) every lesion found is diagnosed too."""
@@ -116,19 +122,25 @@ def run_batch(
     text = None if boxes is not None else " ".join((prompt or DEFAULT_PROMPT).split())
     try:
         seg = load_segmenter(model)
+        dhead = None
+        if diagnosis_head is not None:  # checked first: the head is what diagnose is about
+            dhead = load_head(diagnosis_head)
+            check_head_segmenter(dhead, seg, diagnosis_head, model)
         prompts: PromptSource
+        loc_predictor = None
+        if boxes is None or (diagnosis_head is not None and domain_prompt):
+            loc = load_localizer(localizer)
+            check_segmenter(loc.config, seg, strict=False)
+            loc_predictor = LocalizerPredictor(loc, TextEncoder(), device=dev)
         if boxes is not None:
             prompts = BoxFilePrompts(read_boxes_csv(boxes))
         else:
-            loc = load_localizer(localizer)
-            check_segmenter(loc.config, seg, strict=False)
-            prompts = LocalizerPrompts(LocalizerPredictor(loc, TextEncoder(), device=dev), text, top_k)
+            assert loc_predictor is not None  # loaded above whenever there are no boxes
+            prompts = LocalizerPrompts(loc_predictor, text, top_k)
         predictor = SegmenterPredictor(seg, device=dev, encoder_batch=batch_size)
         step = None
-        if diagnosis_head is not None:
-            dhead = load_head(diagnosis_head)
-            check_head_segmenter(dhead, seg, diagnosis_head, model)
-            step = DiagnosisStep(Diagnoser(dhead), diagnosis_head)
+        if dhead is not None and diagnosis_head is not None:
+            step = DiagnosisStep(Diagnoser(dhead), diagnosis_head, loc_predictor, domain_prompt)
     except RadvlsmError as exc:
         log.error("%s", exc)
         raise typer.Exit(2) from exc

@@ -62,6 +62,8 @@ class CaseRecord:
     prompt: str | None = None
     embedding: tuple[float, ...] = ()
     diagnosis: Diagnosis | None = None
+    #: ``ok`` (diagnosed), ``out_of_domain`` (not the head's kind of image: no label), ``None`` (not asked)
+    diagnosis_status: str | None = None
     schema: int = RECORD_SCHEMA
 
     def to_json(self) -> str:
@@ -144,7 +146,8 @@ class OutputFolder:
 
     def write_diagnoses_csv(self, records: Iterable[CaseRecord]) -> Path:
         """Rewrite ``diagnoses.csv``: case, predicted label, probability of each class, malignant probability,
-        mask, segmentation reliability, status (``not_found`` cases have no label: never a guess)."""
+        mask, segmentation reliability, status (``not_found`` and ``out_of_domain`` cases have no label: never
+        a guess)."""
         rows = sorted(records, key=lambda r: r.case_id)
         classes: list[str] = []
         for r in rows:
@@ -162,7 +165,8 @@ class OutputFolder:
                 mal = d.malignant_probability if d else None
                 w.writerow([
                     r.case_id, d.label if d else "", *(f"{probs[c]:.4f}" if c in probs else "" for c in classes),
-                    "" if mal is None else f"{mal:.4f}", r.mask, f"{r.reliability:.4f}", r.status,
+                    "" if mal is None else f"{mal:.4f}", r.mask, f"{r.reliability:.4f}",
+                    "out_of_domain" if r.diagnosis_status == "out_of_domain" else r.status,
                 ])
         return path
 

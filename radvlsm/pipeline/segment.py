@@ -149,10 +149,25 @@ def load_input(item: InputItem) -> LoadedImage | InputProblem:
 
 @dataclass(frozen=True)
 class DiagnosisStep:
-    """The optional diagnosis of each segmented lesion (``radvlsm diagnose``)."""
+    """The optional diagnosis of each segmented lesion (``radvlsm diagnose``).
+
+    With a ``gate``, only images that the stage-1 localizer's image–text matching says show the head's kind
+    of lesion (``gate_prompt``, e.g. "skin lesion" for the PH2 head) are diagnosed; the others keep their
+    mask and get no label (``diagnosis_status`` ``out_of_domain``): a dermoscopy head has nothing to say
+    about a polyp.
+    """
 
     diagnoser: Diagnoser
     model: str
+    gate: LocalizerPredictor | None = None
+    gate_prompt: str = ""
+
+    def admits(self, predictor: SegmenterPredictor) -> list[bool]:
+        """Per image held by ``predictor``: may the head diagnose it?"""
+        if self.gate is None or not self.gate_prompt:
+            return [True] * len(predictor.image_sizes)
+        threshold = self.gate.model.config.itm_threshold
+        return [r.itm_probability >= threshold for r in self.gate.locate_on(predictor, self.gate_prompt, 1)]
 
     def run(self, im: LoadedImage, result: SegmentationResult) -> Diagnosis:
         d = self.diagnoser.diagnose(im.rgb, result.mask, result.embedding, im.spacing_mm)
@@ -165,7 +180,7 @@ class DiagnosisStep:
 
 def _write_case(
     out: OutputFolder, im: LoadedImage, cands: Candidates | None, result: SegmentationResult | None, model: str,
-    prompt: str | None, diagnosis: Diagnosis | None = None,
+    prompt: str | None, diagnosis: Diagnosis | None = None, diagnosis_status: str | None = None,
 ) -> CaseRecord:
     cid = im.item.case_id
     mask = result.mask if result is not None else np.zeros(im.hw, dtype=bool)
@@ -188,7 +203,7 @@ def _write_case(
         mask=relative(out.mask_path(cid), out.root), overlay=relative(out.overlay_path(cid), out.root),
         model=model, prompt=prompt,
         embedding=round_floats(result.embedding, 5) if result is not None and status == "ok" else (),
-        diagnosis=diagnosis,
+        diagnosis=diagnosis, diagnosis_status=diagnosis_status,
     )
     out.write_record(rec)
     return rec
@@ -227,7 +242,7 @@ def run_segment(
         if overwrite or rec is None or not out.mask_path(case_id).is_file():
             return False
         # diagnose redoes cases a plain segment run left without a diagnosis
-        return diagnosis is None or rec.diagnosis is not None or rec.status != "ok"
+        return diagnosis is None or rec.diagnosis_status is not None or rec.status != "ok"
 
     todo = [it for it in items if not done(it.case_id)]
     skipped = len(items) - len(todo)
@@ -257,21 +272,25 @@ def run_segment(
                         image_index=seg_idx,
                     )
                     results = {i: predictor.aggregate(s) for i, s in zip(seg_idx, sets, strict=True)}
+                admitted = diagnosis.admits(predictor) if diagnosis is not None else [True] * len(ok)
                 for i, im in enumerate(ok):
                     c = cands[i]
                     if isinstance(c, InputProblem):
                         failed.append(c)
                         continue
                     res = results.get(i)
-                    diag = None
+                    diag, diag_status = None, None
                     if diagnosis is not None and res is not None and res.status == "ok":
-                        try:
-                            diag = diagnosis.run(im, res)
-                        except (RadvlsmError, ValueError) as exc:
-                            failed.append(InputProblem(im.item.path, f"diagnosis failed: {exc}"))
-                            continue
+                        if not admitted[i]:
+                            diag_status = "out_of_domain"
+                        else:
+                            try:
+                                diag, diag_status = diagnosis.run(im, res), "ok"
+                            except (RadvlsmError, ValueError) as exc:
+                                failed.append(InputProblem(im.item.path, f"diagnosis failed: {exc}"))
+                                continue
                     try:
-                        rec = _write_case(out, im, c, res, model_name, prompt_text, diag)
+                        rec = _write_case(out, im, c, res, model_name, prompt_text, diag, diag_status)
                         records[rec.case_id] = rec
                         written += 1
                     except OSError as exc:

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 DIAGNOSES_FILE = "diagnoses.csv"
 _LABEL_COLUMNS = ("label", "predicted_label", "predicted", "prediction")
 _PROB_PREFIXES = ("probability_", "prob_", "p_")
-_NO_DIAGNOSIS_STATUSES = ("not_found", "failed")  # statuses the pipeline writes with an empty label
+_NO_DIAGNOSIS_STATUSES = ("not_found", "out_of_domain", "failed")  # statuses the pipeline writes with no label
 
 
 def _probability(text: str, where: str) -> float:

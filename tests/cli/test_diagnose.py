@@ -128,3 +128,33 @@ def test_diagnose_refuses_a_head_of_another_segmenter(head_dir: Path, tmp_path: 
                         str(SAMPLES / "boxes.csv"), "--model", str(other), "--head", str(head_dir))
     assert any(n.startswith("visual_") for n in DiagnosisHead.load(head_dir).feature_names)
     assert code == 2 and "readsvisualfeaturesupto" in _squeeze(output) and "gives64" in _squeeze(output)
+
+
+def test_default_head_diagnoses_skin_only(tmp_path: Path) -> None:
+    """The shipped PH2 head labels the dermoscopy samples and leaves polyps and ultrasound unlabelled."""
+    from radvlsm.fusion.predictor import DEFAULT_HEAD_DIR
+    from radvlsm.stage1_localize.build import DEFAULT_WEIGHTS_DIR
+
+    if not (DEFAULT_HEAD_DIR / "head.json").is_file() or not (DEFAULT_WEIGHTS_DIR / "model.safetensors").is_file():
+        pytest.skip("the embedded default head or localizer is missing")
+    out = tmp_path / "out"
+    code, output = _run(str(SAMPLES / "images"), "-o", str(out), "--boxes", str(SAMPLES / "boxes.csv"))
+    assert code == 0, output
+    with (out / "diagnoses.csv").open(newline="") as fh:
+        rows = {r["case_id"]: r for r in csv.DictReader(fh)}
+    with (SAMPLES / "labels.csv").open(newline="") as fh:
+        truth = {r["case_id"]: r for r in csv.DictReader(fh)}
+    for cid, t in truth.items():
+        if t["dataset"] == "ph2":
+            # (the head was fitted on every PH2 case, these included: its correctness is measured by the
+            # cross-validation of radvlsm train diagnoser, not here)
+            r = rows[cid]
+            assert r["status"] == "ok" and r["label"] in ("common_nevus", "atypical_nevus", "melanoma"), cid
+            total = sum(float(r[f"p_{c}"]) for c in ("common_nevus", "atypical_nevus", "melanoma"))
+            assert abs(total - 1) < 1e-3 and float(r["malignant_probability"]) == float(r["p_melanoma"])
+        else:  # polyps and ultrasound: a mask, but no dermoscopy label
+            assert rows[cid]["label"] == "" and rows[cid]["status"] in ("out_of_domain", "not_found"), cid
+    assert sum(r["status"] == "out_of_domain" for r in rows.values()) >= 3
+    # a rerun does nothing: out_of_domain cases count as done
+    code, output = _run(str(SAMPLES / "images"), "-o", str(out), "--boxes", str(SAMPLES / "boxes.csv"))
+    assert code == 0 and "8alreadydone" in _squeeze(output)
