@@ -33,7 +33,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import pickle
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -64,7 +63,7 @@ from radvlsm.stage1_localize.config import LocalizerConfig
 from radvlsm.stage1_localize.modeling import TextPromptedLocalizer
 from radvlsm.stage1_localize.text import PhraseEncoder, TextEncoder
 from radvlsm.stage2_segment.modeling import LesionSegmenter
-from radvlsm.stage2_segment.train import CachedSet, shared_training_data
+from radvlsm.stage2_segment.train import CachedSet, save_checkpoint, shared_training_data, warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -457,21 +456,7 @@ def validate_localizer(model: TextPromptedLocalizer, cache: FeatureCache, encode
 
 
 def _lr_lambda(cfg: LocalizerTrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
-    warm = max(1, cfg.warmup_epochs * steps_per_epoch)
-    total = cfg.epochs * steps_per_epoch
-
-    def f(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm)))) * 0.99 + 0.01
-
-    return f
-
-
-def _save_checkpoint(path: Path, state: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    return warmup_cosine(max(1, cfg.warmup_epochs * steps_per_epoch), cfg.epochs * steps_per_epoch)
 
 
 def _concat_caches(caches: Sequence[FeatureCache]) -> FeatureCache:
@@ -615,7 +600,7 @@ def train_localizer(
             log.info("epoch %d/%d  loss %.4f  %s  (%.0f s)", epoch + 1, cfg.epochs, rec["loss"],
                      "  ".join(f"{k} {v:.3f}" for k, v in val_rec.items() if k.endswith(("_r5", "_rejected"))),
                      train_s)
-            _save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+            save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                          "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history,
                                          "config": model_cfg.to_json()})
     model.eval()

@@ -208,9 +208,9 @@ def validate(model: LesionSegmenter, data: CachedSet, batch_size: int = 32) -> d
     return {k: float(np.mean(v)) for k, v in dices.items()}
 
 
-def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
-    warm = cfg.warmup_epochs * steps_per_epoch
-    total = cfg.epochs * steps_per_epoch
+def warmup_cosine(warm: int, total: int) -> Callable[[int], float]:
+    """Learning-rate factor per optimiser step: linear warm-up over ``warm`` steps, then cosine down to 1% at
+    step ``total`` (for ``LambdaLR``; the localizer's recipe uses it too)."""
 
     def f(step: int) -> float:
         if step < warm:
@@ -220,7 +220,12 @@ def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]
     return f
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
+def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    return warmup_cosine(cfg.warmup_epochs * steps_per_epoch, cfg.epochs * steps_per_epoch)
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """``torch.save`` to a temporary file, then rename: a killed run never leaves half a checkpoint."""
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
     tmp.replace(path)
@@ -302,7 +307,7 @@ def train_segmenter(
             logf.flush()
             log.info("epoch %d/%d  loss %.4f  val Dice %s  (%.1f img/s)", epoch + 1, cfg.epochs, rec["loss"],
                      ", ".join(f"{k} {v:.4f}" for k, v in val_dice.items()), rec["images_per_s"])
-            _save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+            save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                          "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history})
     model.eval()
     save_segmenter(model, out_dir / "final")
