@@ -23,19 +23,17 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
 from radvlsm.errors import ConfigError
 from radvlsm.stage1_localize.config import LocalizerConfig
 from radvlsm.stage1_localize.modeling import PromptQFormer, TextPromptedLocalizer
+from radvlsm.stage2_segment.build import WEIGHTS_FILE, load_state_checked, read_weights, save_weights
 from radvlsm.stage2_segment.modeling import LesionSegmenter
 
 log = logging.getLogger(__name__)
 
 #: The embedded default localizer's folder inside the package.
 DEFAULT_WEIGHTS_DIR = Path(__file__).parent / "weights" / "default"
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 
 
 # --------------------------------------------------------------------------------------------- ours
@@ -49,49 +47,14 @@ def build_localizer(config: LocalizerConfig | None = None) -> TextPromptedLocali
 def save_localizer(model: TextPromptedLocalizer, out_dir: str | Path) -> Path:
     """Write ``model.safetensors`` (every parameter, the ITC temperature ``logit_scale`` included) and
     ``config.json`` into ``out_dir``, each atomically."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = out / f".{WEIGHTS_FILE}.tmp"
-    save_file(state, str(tmp), metadata={"format": "pt", "radvlsm": "localizer"})
-    tmp.replace(out / WEIGHTS_FILE)
-    tmp_cfg = out / f".{CONFIG_FILE}.tmp"
-    tmp_cfg.write_text(model.config.to_json() + "\n", encoding="utf-8")
-    tmp_cfg.replace(out / CONFIG_FILE)
-    return out
-
-
-def _load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    own = module.state_dict()
-    wrong = [f"{k}: {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items()
-             if k in own and tuple(v.shape) != tuple(own[k].shape)]
-    if wrong:
-        raise ConfigError(f"{path}: weights do not fit the model ({len(wrong)} shape mismatches, e.g. {wrong[:2]})")
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ConfigError(
-            f"{path}: weights do not fit the model ({len(missing)} missing, e.g. {missing[:2]}; "
-            f"{len(unexpected)} unexpected, e.g. {unexpected[:2]})"
-        )
+    return save_weights(model, model.config.to_json(), out_dir, "localizer")
 
 
 def load_own_localizer(path: str | Path) -> TextPromptedLocalizer:
     """Load our own localizer from a folder (or its ``model.safetensors``) holding ``config.json``."""
-    p = Path(path)
-    folder = p if p.is_dir() else p.parent
-    weights = p if p.is_file() else folder / WEIGHTS_FILE
-    cfg_path = folder / CONFIG_FILE
-    if not weights.is_file():
-        raise ConfigError(f"{weights}: no localizer weights here")
-    if not cfg_path.is_file():
-        raise ConfigError(f"{cfg_path}: the config.json that travels with {weights.name} is missing")
-    cfg = LocalizerConfig.from_json(cfg_path.read_text(encoding="utf-8"), cfg_path)
-    model = TextPromptedLocalizer(cfg)
-    try:
-        state = load_file(str(weights))
-    except Exception as exc:  # safetensors raises its own SafetensorError and OSError
-        raise ConfigError(f"{weights}: not a readable safetensors file ({exc})") from exc
-    _load_state(model, state, weights)
+    cfg_path, text, state, weights = read_weights(path, "localizer")
+    model = TextPromptedLocalizer(LocalizerConfig.from_json(text, cfg_path))
+    load_state_checked(model, state, weights)
     return model.eval()
 
 

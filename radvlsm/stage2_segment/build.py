@@ -95,37 +95,55 @@ def build_from_config(cfg: SegmenterConfig) -> LesionSegmenter:
 # --------------------------------------------------------------------------------------------- ours
 
 
-def save_segmenter(model: LesionSegmenter, out_dir: str | Path) -> Path:
-    """Write ``model.safetensors`` and ``config.json`` into ``out_dir`` (atomically, file by file)."""
+def save_weights(model: torch.nn.Module, config_json: str, out_dir: str | Path, kind: str) -> Path:
+    """Write ``model.safetensors`` (the state dict) and ``config.json`` into ``out_dir``, each atomically: the
+    layout of every model of our own (segmenter, localizer)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tmp = out / f".{WEIGHTS_FILE}.tmp"
-    save_file(state, str(tmp), metadata={"format": "pt", "radvlsm": "segmenter"})
+    save_file(state, str(tmp), metadata={"format": "pt", "radvlsm": kind})
     tmp.replace(out / WEIGHTS_FILE)
     tmp_cfg = out / f".{CONFIG_FILE}.tmp"
-    tmp_cfg.write_text(model.config.to_json() + "\n", encoding="utf-8")
+    tmp_cfg.write_text(config_json + "\n", encoding="utf-8")
     tmp_cfg.replace(out / CONFIG_FILE)
     return out
 
 
-def load_own(path: str | Path) -> LesionSegmenter:
-    """Load our own segmenter from a folder (or its ``model.safetensors``) holding ``config.json``."""
+def read_weights(path: str | Path, kind: str) -> tuple[Path, str, dict[str, torch.Tensor], Path]:
+    """Read a folder of our own (or its ``model.safetensors``) written by :func:`save_weights`.
+
+    Returns:
+        ``(config path, config text, state dict, weights path)``.
+
+    Raises:
+        ConfigError: no weights, no ``config.json`` beside them, or an unreadable safetensors file.
+    """
     p = Path(path)
     folder = p if p.is_dir() else p.parent
     weights = p if p.is_file() else folder / WEIGHTS_FILE
     cfg_path = folder / CONFIG_FILE
     if not weights.is_file():
-        raise ConfigError(f"{weights}: no model weights here")
+        raise ConfigError(f"{weights}: no {kind} weights here")
     if not cfg_path.is_file():
         raise ConfigError(f"{cfg_path}: the config.json that travels with {weights.name} is missing")
-    cfg = SegmenterConfig.from_json(cfg_path.read_text(encoding="utf-8"), cfg_path)
-    model = build_from_config(cfg)
     try:
         state = load_file(str(weights))
     except Exception as exc:  # safetensors raises its own SafetensorError and OSError
         raise ConfigError(f"{weights}: not a readable safetensors file ({exc})") from exc
-    _load_state(model, state, weights)
+    return cfg_path, cfg_path.read_text(encoding="utf-8"), state, weights
+
+
+def save_segmenter(model: LesionSegmenter, out_dir: str | Path) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` into ``out_dir`` (atomically, file by file)."""
+    return save_weights(model, model.config.to_json(), out_dir, "segmenter")
+
+
+def load_own(path: str | Path) -> LesionSegmenter:
+    """Load our own segmenter from a folder (or its ``model.safetensors``) holding ``config.json``."""
+    cfg_path, text, state, weights = read_weights(path, "model")
+    model = build_from_config(SegmenterConfig.from_json(text, cfg_path))
+    load_state_checked(model, state, weights)
     return model.eval()
 
 
@@ -218,7 +236,8 @@ def _infer_vit(state: dict[str, torch.Tensor], path: Path) -> tuple[_VitVariant,
     return variant, grid * patch_size, prompt_dim, window
 
 
-def _load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+def load_state_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """``load_state_dict`` that raises :class:`ConfigError` naming ``path`` on any shape or key mismatch."""
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # tensor shapes that differ from the model's
@@ -262,7 +281,7 @@ def _official(
     )
     prompt_encoder, mask_decoder = _decoder_parts(cfg)
     model = LesionSegmenter(cfg, _vit_encoder(cfg, variant, window), prompt_encoder, mask_decoder)
-    _load_state(model, state, path)
+    load_state_checked(model, state, path)
     log.info("loaded %s from %s (ViT width %d, depth %d, input %d px)", name, path, variant.embed_dim,
              variant.depth, image_size)
     return model.eval()
