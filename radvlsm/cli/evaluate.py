@@ -8,12 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
-from radvlsm.cli.logsetup import console
+from radvlsm.cli.logsetup import case_progress, console
 from radvlsm.errors import RadvlsmError
 
 if TYPE_CHECKING:
@@ -99,19 +97,7 @@ def evaluate(
     from radvlsm.metrics.folder import evaluate_folders
 
     sp = parse_spacing(spacing)
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("evaluating", total=None)
-
-        def _advance(done: int, total: int, case_id: str) -> None:
-            bar.update(task, completed=done, total=total, description=escape(case_id))
-
+    with case_progress("evaluating") as _advance:
         try:
             ev = evaluate_folders(pred_dir, gt_dir, sp, progress=_advance)
         except (RadvlsmError, ValueError) as exc:

@@ -8,10 +8,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from radvlsm.cli.logsetup import console
+from radvlsm.cli.logsetup import case_progress
 from radvlsm.errors import RadvlsmError
 
 log = logging.getLogger(__name__)
@@ -102,19 +100,7 @@ def radiomics(
     if dim not in ("2d", "3d", "auto"):
         raise typer.BadParameter(f"must be 2d, 3d or auto, not {dimension!r}", param_hint="--dimension")
     n_workers = workers if workers is not None else default_workers()
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("radiomics", total=None)
-
-        def _advance(done: int, total: int, case_id: str) -> None:
-            bar.update(task, completed=done, total=total, description=escape(case_id))
-
+    with case_progress("radiomics") as _advance:
         try:
             summary = extract_folder(
                 images, masks, output, workers=n_workers, params=params, dimension=dim,  # type: ignore[arg-type]
