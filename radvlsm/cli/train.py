@@ -5,11 +5,15 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from radvlsm.cli.logsetup import console
 from radvlsm.data.paths import shared_datasets_root
+
+if TYPE_CHECKING:
+    from radvlsm.stage2_segment.train import TrainingDomain
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +37,42 @@ def segmenter(
     threads: int = typer.Option(2, min=1, help="CPU threads."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
     box_prior: bool = typer.Option(False, "--box-prior", help="Feed the box's inscribed ellipse as a dense prior."),
+    domain: str = typer.Option(
+        "dermoscopy-colonoscopy", "--domain",
+        help="Training data: dermoscopy-colonoscopy (PH2 + Kvasir-SEG) or ultrasound (BUSI + BUS-BRA).",
+    ),
+    init_from: str = typer.Option(
+        "", "--init-from", help="Start from this model's weights (default | model folder) instead of at random."
+    ),
+    lr: float = typer.Option(1e-3, min=0.0, help="Peak learning rate."),
     export: Path = typer.Option(None, "--export", help="Copy the final model (safetensors + config) here."),
 ) -> None:
-    """Train the box-prompted segmenter on the PH2 and Kvasir-SEG training splits."""
+    """Train the box-prompted segmenter on the training splits of one domain's datasets."""
+    from radvlsm.errors import RadvlsmError
     from radvlsm.stage2_segment.config import SegmenterConfig
-    from radvlsm.stage2_segment.train import TrainConfig, train_segmenter
+    from radvlsm.stage2_segment.train import TrainConfig, TrainingDomain, train_segmenter
 
+    dom = _domain(domain)
     root = data or shared_datasets_root()
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, threads=threads, model=SegmenterConfig(box_prior=box_prior))
-    train_segmenter(root, out, cfg, resume=resume, console=console)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, threads=threads, model=SegmenterConfig(box_prior=box_prior),
+                      domain=dom, init_from=init_from, lr=lr, upright=dom is TrainingDomain.ULTRASOUND)
+    try:
+        train_segmenter(root, out, cfg, resume=resume, console=console)
+    except RadvlsmError as exc:
+        log.error("%s", exc)
+        raise typer.Exit(2) from exc
     if export is not None:
         _export(out / "final", export)
+
+
+def _domain(value: str) -> TrainingDomain:
+    from radvlsm.stage2_segment.train import TrainingDomain
+
+    try:
+        return TrainingDomain(value)
+    except ValueError:
+        names = ", ".join(d.value for d in TrainingDomain)
+        raise typer.BadParameter(f"{value!r} is not one of {names}", param_hint="--domain") from None
 
 
 def localizer(
@@ -61,9 +90,13 @@ def localizer(
     init_qformer: Path = typer.Option(
         None, "--init-qformer", help="Initialise the Q-Former from an official BLIP-2 folder (Hugging Face format)."
     ),
+    domain: str = typer.Option(
+        "dermoscopy-colonoscopy", "--domain",
+        help="Training data (that of the segmenter): dermoscopy-colonoscopy or ultrasound (BUSI + BUS-BRA).",
+    ),
     export: Path = typer.Option(None, "--export", help="Copy the final model (safetensors + config) here."),
 ) -> None:
-    """Train the text-prompted localizer on the frozen segmenter's features (PH2 and Kvasir-SEG training splits)."""
+    """Train the text-prompted localizer on the frozen segmenter's features (the training splits of one domain)."""
     import torch
 
     from radvlsm.errors import RadvlsmError
@@ -72,7 +105,7 @@ def localizer(
 
     torch.set_num_threads(threads)
     root = data or shared_datasets_root()
-    cfg = LocalizerTrainConfig(epochs=epochs, batch_size=batch_size, threads=threads,
+    cfg = LocalizerTrainConfig(epochs=epochs, batch_size=batch_size, threads=threads, domain=_domain(domain),
                                init_qformer=str(init_qformer) if init_qformer else "")
     try:
         seg = load_segmenter(segmenter_spec)

@@ -1,7 +1,7 @@
 """The localizer's phrase vocabulary, and which phrase is positive for which image.
 
-Domains: ``dermoscopy`` (PH2), ``colonoscopy`` (Kvasir-SEG), and two slots for later issues with no training
-images yet, ``breast_ultrasound`` and ``chest_ct``: their phrases already serve as negatives.
+Domains: ``dermoscopy`` (PH2), ``colonoscopy`` (Kvasir-SEG), ``breast_ultrasound`` (BUSI, BUS-BRA: the
+ultrasound localizer) and ``chest_ct`` (no 2-D training images: its phrases serve as negatives).
 
 Each domain has TRAIN phrases (used to train the localizer) and HELD-OUT paraphrases (never used in training:
 they measure how the frozen sentence encoder carries the model to unseen wordings). :data:`GENERIC_TRAIN` /
@@ -176,11 +176,19 @@ def _all_ph2_label_phrases() -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+# Breast-ultrasound label-driven phrases (BUSI / BUS-BRA ``diagnosis``); all are breast-ultrasound TRAIN phrases.
+US_DIAGNOSIS_PHRASES: Mapping[str, tuple[str, ...]] = {
+    "benign": ("benign breast mass", "benign breast lesion"),
+    "malignant": ("malignant breast mass", "malignant breast tumor"),
+}
+ULTRASOUND_DATASETS = ("busi", "bus-bra")
+
+
 #: Label-driven phrases per domain (positive for that domain's images, negative for the others').
 DOMAIN_LABEL_PHRASES: Mapping[str, tuple[str, ...]] = {
     DERMOSCOPY: _all_ph2_label_phrases(),
     COLONOSCOPY: (),
-    BREAST_ULTRASOUND: (),
+    BREAST_ULTRASOUND: tuple(p for ps in US_DIAGNOSIS_PHRASES.values() for p in ps),
     CHEST_CT: (),
 }
 
@@ -189,6 +197,8 @@ def label_phrases(source: str, labels: Mapping[str, str] | None) -> tuple[str, .
     """The label-driven phrases of one image from dataset ``source`` (empty for datasets without any)."""
     if source == "ph2" and labels:
         return ph2_label_phrases(labels)
+    if source in ULTRASOUND_DATASETS and labels:
+        return US_DIAGNOSIS_PHRASES.get(labels.get("diagnosis", ""), ())
     return ()
 
 

@@ -5,9 +5,10 @@ flip, vertical flip, 90° rotation of the input image, mask transformed alike), 
 stride-4 ``hires4``) are kept as float16 tensors in memory (and in ``OUT/feature_cache.pt``, reused by
 ``--resume`` when the segmenter and the data are the same). Epochs then cost only the Q-Former and its heads.
 
-Data: PH2 folds other than :data:`~radvlsm.data.splits.PH2_HOLDOUT_FOLD` (repeated ``ph2_repeat`` times)
-and Kvasir-SEG ``train``; validation each epoch on PH2's hold-out fold and Kvasir-SEG ``val`` (monitoring only:
-the exported model is the last epoch's).
+Data, by ``domain`` (that of the segmenter): PH2 folds other than :data:`~radvlsm.data.splits.PH2_HOLDOUT_FOLD`
+(repeated ``ph2_repeat`` times) and Kvasir-SEG ``train``, validation on PH2's hold-out fold and Kvasir-SEG ``val``;
+or, for ultrasound, BUSI ``train`` (its normal images included: there every phrase is a negative) and BUS-BRA's
+training folds, validation on BUSI ``val``. Validation is monitoring only: the exported model is the last epoch's.
 
 Each training image is asked one positive phrase and ``negatives_per_image`` negative phrases (the rule of
 :mod:`radvlsm.stage1_localize.phrases`: generic and own-domain phrases positive, other domains' negative).
@@ -48,6 +49,7 @@ from torch.nn import functional as F
 
 from radvlsm.data.boxes import mask_to_box
 from radvlsm.data.cases import read_dataset
+from radvlsm.data.splits import BUSBRA_HOLDOUT_FOLD, busbra_folds, busi_split
 from radvlsm.errors import ConfigError
 from radvlsm.metrics.detection import recall_at_k
 from radvlsm.stage1_localize import phrases as ph
@@ -63,7 +65,15 @@ from radvlsm.stage1_localize.config import LocalizerConfig
 from radvlsm.stage1_localize.modeling import TextPromptedLocalizer
 from radvlsm.stage1_localize.text import PhraseEncoder, TextEncoder
 from radvlsm.stage2_segment.modeling import LesionSegmenter
-from radvlsm.stage2_segment.train import CachedSet, save_checkpoint, shared_training_data, warmup_cosine
+from radvlsm.stage2_segment.train import (
+    CachedSet,
+    TrainingDomain,
+    cache_cases,
+    lesion_cases,
+    save_checkpoint,
+    shared_training_data,
+    warmup_cosine,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +106,7 @@ class LocalizerTrainConfig:
     label_phrase_prob: float = 0.3
     text_noise: float = 0.02
     ph2_repeat: int = 3
+    domain: TrainingDomain = TrainingDomain.DERMOSCOPY_COLONOSCOPY
     loss_itc: float = 0.5
     loss_itm: float = 1.0
     loss_bce: float = 1.0
@@ -110,19 +121,43 @@ class LocalizerTrainConfig:
 
 @dataclass(frozen=True)
 class LocalizerData:
-    """Training and validation images (resized to the segmenter's input) and PH2 labels by case id."""
+    """Training and validation images (resized to the segmenter's input) and label rows by case id.
 
-    ph2_train: CachedSet
-    kvasir_train: CachedSet
+    ``train`` holds ``(set, times drawn per epoch)`` pairs; an image whose mask is empty (a BUSI normal) is a
+    "no lesion" image: every phrase asked of it is a negative.
+    """
+
+    train: tuple[tuple[CachedSet, int], ...]
     val: CachedSet
     labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
-def localizer_training_data(datasets_root: Path, size: int) -> LocalizerData:
-    """The shared datasets' splits of record (those of the segmenter) plus PH2's ``labels.csv`` rows."""
+def localizer_training_data(datasets_root: Path, size: int,
+                            domain: TrainingDomain = TrainingDomain.DERMOSCOPY_COLONOSCOPY,
+                            ph2_repeat: int = 3) -> LocalizerData:
+    """The splits of record of ``domain`` (those of the segmenter) plus the datasets' ``labels.csv`` rows.
+
+    Ultrasound adds BUSI's normal images of the same parts (drawn four times per epoch, so that "no lesion"
+    is seen often enough to be learnt).
+    """
+    if domain is TrainingDomain.ULTRASOUND:
+        busi = read_dataset(datasets_root / "busi", "busi")
+        bra = read_dataset(datasets_root / "bus-bra", "bus-bra")
+        split = busi_split()
+        folds = busbra_folds({c.case_id: c.labels for c in bra.cases})
+        part = busi.subset(split.ids("train")).cases
+        normals = tuple(c for c in part if (c.diagnosis or "").lower() == "normal")
+        train = (
+            (cache_cases(lesion_cases(part), "busi", size), 2),
+            (cache_cases(normals, "busi", size), 4),
+            (cache_cases(bra.subset(folds.ids_except(str(BUSBRA_HOLDOUT_FOLD))).cases, "bus-bra", size), 1),
+        )
+        val = cache_cases(busi.subset(split.ids("val")).cases, "busi", size)
+        labels = {c.case_id: dict(c.labels) for c in busi.cases + bra.cases}
+        return LocalizerData(train, val, labels)
     ph2_train, kv_train, val = shared_training_data(datasets_root, size)
     labels = {c.case_id: dict(c.labels) for c in read_dataset(datasets_root / "ph2", "ph2").cases}
-    return LocalizerData(ph2_train, kv_train, val, labels)
+    return LocalizerData(((ph2_train, ph2_repeat), (kv_train, 1)), val, labels)
 
 
 # ------------------------------------------------------------------------------------------ features
@@ -284,12 +319,14 @@ class PairBatch:
     """One training batch: ``B`` images and ``N = B·(1 + negatives)`` (image, phrase) pairs.
 
     ``embedding (B,D,g,g)``, ``hires4 (B,D/8,4g,4g)`` or ``None``, ``domains (B,)`` long, ``phrase (N,)`` long
-    vocabulary indices, ``image_index (N,)``, ``match (N,)`` float {0,1}, ``targets (N,R,R)`` float in [0,1].
+    vocabulary indices, ``image_index (N,)``, ``match (N,)`` float {0,1}, ``targets (N,R,R)`` float in [0,1],
+    ``lesion (B,)`` bool: the image holds a lesion (else every phrase asked of it is a negative).
     """
 
     embedding: torch.Tensor
     hires4: torch.Tensor | None
     domains: torch.Tensor
+    lesion: torch.Tensor
     phrase: torch.Tensor
     image_index: torch.Tensor
     match: torch.Tensor
@@ -326,20 +363,21 @@ def make_pair_batch(
     hires = cache.hires4[it, ag].float() if cache.hires4 is not None else None
     masks = cache.masks[it, ag].float() / 255.0
     phrase, index, match, targets, domains = [], [], [], [], []
+    lesion = masks.flatten(1).amax(1) > 0
     zeros = torch.zeros_like(masks[0])
     for b, i in enumerate(items):
         dom = ph.domain_of(cache.source[int(i)])
         domains.append(table.domain_index[dom])
         phrase.append(_sample_positive(rng, table, dom, own_phrases[int(i)], cfg))
         index.append(b)
-        match.append(1.0)
+        match.append(1.0 if bool(lesion[b]) else 0.0)
         targets.append(masks[b])
         for _ in range(cfg.negatives_per_image):
             phrase.append(_sample_negative(rng, table, dom))
             index.append(b)
             match.append(0.0)
             targets.append(zeros)
-    return PairBatch(emb, hires, torch.tensor(domains), torch.tensor(phrase), torch.tensor(index),
+    return PairBatch(emb, hires, torch.tensor(domains), lesion, torch.tensor(phrase), torch.tensor(index),
                      torch.tensor(match), torch.stack(targets))
 
 
@@ -371,7 +409,8 @@ def localizer_loss(model: TextPromptedLocalizer, batch: PairBatch, table: Phrase
     out = model(batch.embedding, batch.hires4, text, batch.image_index, with_itc=True)
     assert out.image_itc is not None and out.text_itc is not None  # asked for with_itc
     sim = model.similarity(out.image_itc, out.text_itc)  # (B, N)
-    pos = table.positive[batch.domains][:, batch.phrase]  # (B, N): phrase n positive for image b
+    # (B, N): phrase n positive for image b (never for an image without a lesion)
+    pos = table.positive[batch.domains][:, batch.phrase] & batch.lesion[:, None]
     itc = 0.5 * (_multi_positive_nce(sim, pos) + _multi_positive_nce(sim.t(), pos.t()))
     itm = F.binary_cross_entropy_with_logits(out.itm_logits, batch.match)
     logits = out.relevance_logits
@@ -433,6 +472,8 @@ def validate_localizer(model: TextPromptedLocalizer, cache: FeatureCache, encode
             mb = extract_boxes(prob[j], float(itm[j]), params, frame_size=model.config.image_size)
             gt = cache.boxes[i, a0].numpy().astype(np.float64)
             target = cache.masks[i, a0].numpy() >= 128
+            if kind != "negative" and not bool(cache.masks[i, a0].any()):
+                kind = f"normal-{kind}"  # an image without a lesion: every prompt should find nothing
             pred = prob[j] >= 0.5
             denom = pred.sum() + target.sum()
             dice = 1.0 if denom == 0 else 2 * np.logical_and(pred, target).sum() / denom
@@ -440,7 +481,7 @@ def validate_localizer(model: TextPromptedLocalizer, cache: FeatureCache, encode
     rec: dict[str, float] = {}
     for (src, kind), rows in sorted(found.items()):
         key = f"{src}_{kind}"
-        if kind == "negative":
+        if kind == "negative" or kind.startswith("normal-"):
             rec[f"{key}_rejected"] = float(np.mean([not mb.found for mb, _, _ in rows]))
             continue
         cands = [mb.boxes for mb, _, _ in rows]
@@ -517,26 +558,30 @@ def train_localizer(
     (out_dir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n", encoding="utf-8")
 
     t0 = time.perf_counter()
-    data = data or localizer_training_data(datasets_root, model_cfg.image_size)
+    data = data or localizer_training_data(datasets_root, model_cfg.image_size, cfg.domain, cfg.ph2_repeat)
     encoder = text_encoder or TextEncoder()
     table = build_phrase_table(encoder)
     fingerprint = model_cfg.segmenter_fingerprint or segmenter_fingerprint(segmenter)
+    sets: dict[str, tuple[CachedSet, tuple]] = {
+        f"train{k}": (part, tuple(cfg.augmentations)) for k, (part, _) in enumerate(data.train)
+    }
     feats = _cached_features(
         out_dir / "feature_cache.pt" if cfg.cache_features_on_disk else None, fingerprint, segmenter,
-        {"ph2_train": (data.ph2_train, tuple(cfg.augmentations)),
-         "kvasir_train": (data.kvasir_train, tuple(cfg.augmentations)),
-         "val": (data.val, ("identity",))},
-        model_cfg.map_size, cfg.feature_batch, console,
+        {**sets, "val": (data.val, ("identity",))}, model_cfg.map_size, cfg.feature_batch, console,
     )
-    n_ph2 = len(feats["ph2_train"])
-    train = _concat_caches([feats.pop("ph2_train"), feats.pop("kvasir_train")])
+    parts = [feats.pop(f"train{k}") for k in range(len(data.train))]
+    train = _concat_caches(parts)
     val = feats["val"]
-    # PH2 is small: its images are drawn ph2_repeat times per epoch
-    pool = np.concatenate([np.tile(np.arange(n_ph2), cfg.ph2_repeat), np.arange(n_ph2, len(train))])
+    # small sets (PH2, BUSI's normals) are drawn several times per epoch
+    starts = np.cumsum([0] + [len(p) for p in parts])
+    pool = np.concatenate([np.tile(np.arange(starts[k], starts[k + 1]), times)
+                           for k, (_, times) in enumerate(data.train)])
     own = [tuple(table.index(p) for p in ph.label_phrases(src, data.labels.get(cid)))
            for cid, src in zip(train.case_ids, train.source, strict=True)]
-    log.info("localizer: %d training items (%d PH2 x%d, %d Kvasir-SEG), %d validation images; ready in %.0f s",
-             len(pool), n_ph2, cfg.ph2_repeat, len(train) - n_ph2, len(val), time.perf_counter() - t0)
+    log.info("localizer: %d training items (%s), %d validation images; ready in %.0f s", len(pool),
+             ", ".join(f"{len(p)} {p.source[0] if p.source else '?'} x{t}" for p, (_, t) in zip(parts, data.train,
+                                                                                                strict=True)),
+             len(val), time.perf_counter() - t0)
 
     torch.manual_seed(cfg.seed)
     model = TextPromptedLocalizer(model_cfg)

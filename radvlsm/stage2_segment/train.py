@@ -1,8 +1,14 @@
 """Training recipe of the box-prompted segmenter (``radvlsm train segmenter``).
 
-Data: the training parts of the shared datasets (PH2 folds other than the hold-out fold, Kvasir-SEG
-``train``); validation Dice each epoch on PH2's hold-out fold and Kvasir-SEG ``val`` (monitoring only:
-the exported model is the last epoch's, chosen by no validation figure).
+Data, by :class:`TrainingDomain` (the training parts of the splits of record, :mod:`radvlsm.data.splits`):
+
+- ``dermoscopy-colonoscopy`` (the embedded default): PH2 folds other than the hold-out fold (twice per epoch)
+  and Kvasir-SEG ``train``; validation on PH2's hold-out fold and Kvasir-SEG ``val``;
+- ``ultrasound``: BUSI ``train`` and BUS-BRA folds other than its hold-out fold (lesion images only; BUSI's
+  normal images teach the localizer, not the box-prompted segmenter); validation on BUSI ``val``.
+
+Validation Dice is computed each epoch for monitoring only: the exported model is the last epoch's, chosen by no
+validation figure. ``init_from`` starts from an existing model's weights (fine-tuning) instead of at random.
 
 Prompts: for every image, ``candidates`` boxes drawn MedSAM-style from the ground-truth box with random
 edge jitter of increasing size, and with probability ``negative_prob`` one box that holds no lesion (its
@@ -23,6 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import albumentations as A
@@ -34,7 +41,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from radvlsm.data.boxes import jitter_box, mask_to_box, negative_box
 from radvlsm.data.cases import LesionCase, read_dataset
-from radvlsm.data.splits import PH2_HOLDOUT_FOLD, kvasir_split, ph2_folds
+from radvlsm.data.splits import (
+    BUSBRA_HOLDOUT_FOLD,
+    PH2_HOLDOUT_FOLD,
+    busbra_folds,
+    busi_split,
+    kvasir_split,
+    ph2_folds,
+)
+from radvlsm.errors import ConfigError
 from radvlsm.io import read_image, read_mask, to_display_rgb
 from radvlsm.stage2_segment.build import build_from_config, save_segmenter
 from radvlsm.stage2_segment.config import SegmenterConfig
@@ -44,9 +59,20 @@ from radvlsm.stage2_segment.modeling import LesionSegmenter
 log = logging.getLogger(__name__)
 
 
+class TrainingDomain(str, Enum):
+    """Which shared datasets a segmenter (and its localizer) trains on."""
+
+    DERMOSCOPY_COLONOSCOPY = "dermoscopy-colonoscopy"
+    ULTRASOUND = "ultrasound"
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyper-parameters of one training run (saved as ``OUT/train_config.json``)."""
+    """Hyper-parameters of one training run (saved as ``OUT/train_config.json``).
+
+    ``init_from``: a segmenter spec (``default``, a model folder) whose weights start the run; empty = random.
+    ``upright``: the images have a fixed up (ultrasound: skin at the top), so no vertical flips or 90° turns.
+    """
 
     epochs: int = 80
     batch_size: int = 16
@@ -58,6 +84,9 @@ class TrainConfig:
     exact_box_prob: float = 0.25
     negative_prob: float = 0.3
     ph2_repeat: int = 2
+    domain: TrainingDomain = TrainingDomain.DERMOSCOPY_COLONOSCOPY
+    init_from: str = ""
+    upright: bool = False
     seed: int = 2026
     threads: int = 2
     loss: LossWeights = field(default_factory=LossWeights)
@@ -98,6 +127,47 @@ def concat_sets(sets: Sequence[CachedSet]) -> CachedSet:
     )
 
 
+@dataclass(frozen=True)
+class TrainingSets:
+    """The training images as ``(set, times drawn per epoch)`` pairs, and the validation images."""
+
+    parts: tuple[tuple[CachedSet, int], ...]
+    val: CachedSet
+
+    def train(self) -> CachedSet:
+        return concat_sets([s for s, k in self.parts for _ in range(k)])
+
+    def describe(self) -> str:
+        return ", ".join(f"{len(s.case_ids)} {s.source[0] if s.source else '?'}" + (f" x{k}" if k > 1 else "")
+                         for s, k in self.parts)
+
+
+def lesion_cases(cases: Sequence[LesionCase]) -> tuple[LesionCase, ...]:
+    """The cases whose label is not ``normal`` (an image without a lesion has no box to prompt)."""
+    return tuple(c for c in cases if (c.diagnosis or "").lower() != "normal")
+
+
+def ultrasound_training_data(datasets_root: Path, size: int) -> TrainingSets:
+    """BUSI train + BUS-BRA folds other than the hold-out (lesions only); validation BUSI val."""
+    busi = read_dataset(datasets_root / "busi", "busi")
+    bra = read_dataset(datasets_root / "bus-bra", "bus-bra")
+    split = busi_split()
+    folds = busbra_folds({c.case_id: c.labels for c in bra.cases})
+    busi_train = cache_cases(lesion_cases(busi.subset(split.ids("train")).cases), "busi", size)
+    bra_train = cache_cases(bra.subset(folds.ids_except(str(BUSBRA_HOLDOUT_FOLD))).cases, "bus-bra", size)
+    val = cache_cases(lesion_cases(busi.subset(split.ids("val")).cases), "busi", size)
+    return TrainingSets(((busi_train, 2), (bra_train, 1)), val)
+
+
+def training_sets(datasets_root: Path, cfg: TrainConfig) -> TrainingSets:
+    """The training and validation images of ``cfg.domain``."""
+    size = cfg.model.image_size
+    if cfg.domain is TrainingDomain.ULTRASOUND:
+        return ultrasound_training_data(datasets_root, size)
+    ph2_train, kv_train, val = shared_training_data(datasets_root, size)
+    return TrainingSets(((ph2_train, cfg.ph2_repeat), (kv_train, 1)), val)
+
+
 def shared_training_data(datasets_root: Path, size: int) -> tuple[CachedSet, CachedSet, CachedSet]:
     """(PH2 train folds, Kvasir-SEG train, validation = PH2 hold-out fold + Kvasir-SEG val)."""
     ph2 = read_dataset(datasets_root / "ph2", "ph2")
@@ -113,11 +183,11 @@ def shared_training_data(datasets_root: Path, size: int) -> tuple[CachedSet, Cac
     return ph2_train, kv_train, val
 
 
-def augmentation(seed: int) -> A.Compose:
+def augmentation(seed: int, upright: bool = False) -> A.Compose:
+    turns = [] if upright else [A.VerticalFlip(p=0.5), A.RandomRotate90(p=0.5)]
     return A.Compose([
         A.HorizontalFlip(p=0.5),
-        A.VerticalFlip(p=0.5),
-        A.RandomRotate90(p=0.5),
+        *turns,
         A.Affine(
             scale=(0.75, 1.25), translate_percent=(-0.1, 0.1), rotate=(-30, 30),
             border_mode=cv2.BORDER_REFLECT_101, p=0.7,
@@ -237,7 +307,7 @@ def train_segmenter(
     cfg: TrainConfig = TrainConfig(),
     resume: bool = False,
     console: Console | None = None,
-    data: tuple[CachedSet, CachedSet, CachedSet] | None = None,
+    data: TrainingSets | None = None,
 ) -> LesionSegmenter:
     """Train (or resume) a segmenter; returns the trained model and writes ``OUT/final/`` (safetensors + config).
 
@@ -248,14 +318,21 @@ def train_segmenter(
     ckpt_path = out_dir / "checkpoint.pt"
     (out_dir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n", encoding="utf-8")
     t0 = time.perf_counter()
-    ph2_train, kv_train, val = data or shared_training_data(datasets_root, cfg.model.image_size)
-    train = concat_sets([ph2_train] * cfg.ph2_repeat + [kv_train])
-    log.info("training on %d images (%d PH2 x%d, %d Kvasir-SEG), validating on %d; cached in %.0f s",
-             len(train.case_ids), len(ph2_train.case_ids), cfg.ph2_repeat, len(kv_train.case_ids),
-             len(val.case_ids), time.perf_counter() - t0)
+    sets = data or training_sets(datasets_root, cfg)
+    train, val = sets.train(), sets.val
+    log.info("training on %d images (%s), validating on %d; cached in %.0f s",
+             len(train.case_ids), sets.describe(), len(val.case_ids), time.perf_counter() - t0)
 
     torch.manual_seed(cfg.seed)
     model = build_from_config(cfg.model)
+    if cfg.init_from and not (resume and ckpt_path.is_file()):
+        from radvlsm.stage2_segment.build import load_segmenter
+
+        start = load_segmenter(cfg.init_from)
+        if start.config != cfg.model:
+            raise ConfigError(f"{cfg.init_from}: its model config differs from this run's; fine-tune with its own")
+        model.load_state_dict(start.state_dict())
+        log.info("starting from the weights of %s", cfg.init_from)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = len(train.case_ids) // cfg.batch_size
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, steps))
@@ -268,7 +345,7 @@ def train_segmenter(
         start_epoch, history = int(state["epoch"]), list(state["history"])
         log.info("resumed from %s after epoch %d", ckpt_path, start_epoch)
 
-    aug = augmentation(cfg.seed + start_epoch)
+    aug = augmentation(cfg.seed + start_epoch, cfg.upright)
     progress = Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(), console=console)
     with progress, ThreadPoolExecutor(max_workers=1) as pool, (out_dir / "train.log").open("a") as logf:

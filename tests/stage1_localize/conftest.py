@@ -91,4 +91,4 @@ def synthetic_data() -> LocalizerData:
                     np.concatenate([v1.masks, v2.masks]))
     labels = {cid: {"diagnosis": "melanoma", "blue_whitish_veil": "P", "colors": "black;dark-brown"}
               for cid in ph2.case_ids[:4]}
-    return LocalizerData(ph2, kv, val, labels)
+    return LocalizerData(((ph2, 3), (kv, 1)), val, labels)

@@ -19,10 +19,11 @@ from radvlsm.stage1_localize.train import (
     make_pair_batch,
     train_localizer,
 )
+from radvlsm.stage2_segment.train import CachedSet
 
 
 def test_feature_cache_and_pairs(small_compact, synthetic_data, hashing_encoder) -> None:
-    cache = compute_feature_cache(small_compact, synthetic_data.ph2_train, ("identity", "hflip"), map_size=16)
+    cache = compute_feature_cache(small_compact, synthetic_data.train[0][0], ("identity", "hflip"), map_size=16)
     assert cache.embedding.shape == (8, 2, 32, 4, 4) and cache.embedding.dtype == torch.float16
     assert cache.hires4 is not None and cache.hires4.shape == (8, 2, 4, 16, 16)
     assert cache.masks.shape == (8, 2, 16, 16) and cache.masks.dtype == torch.uint8
@@ -40,6 +41,18 @@ def test_feature_cache_and_pairs(small_compact, synthetic_data, hashing_encoder)
         positive = bool(table.positive[batch.domains[batch.image_index[n]], batch.phrase[n]])
         assert positive == bool(batch.match[n])
         assert (batch.targets[n].sum() > 0) == positive
+
+
+def test_an_image_without_lesion_makes_only_negative_pairs(small_compact, synthetic_data, hashing_encoder) -> None:
+    part = synthetic_data.train[0][0]
+    normal = CachedSet(("normal_0",), ("busi",), part.images[:1], np.zeros_like(part.masks[:1]))
+    cache = compute_feature_cache(small_compact, normal, ("identity",), map_size=16)
+    table = build_phrase_table(hashing_encoder)
+    batch = make_pair_batch(cache, np.zeros(1, np.int64), np.random.default_rng(0), table, [()],
+                            LocalizerTrainConfig(negatives_per_image=2))
+    assert not bool(batch.lesion[0]) and not batch.match.any() and not batch.targets.any()
+    # its first phrase is one of its own domain's or a generic one: a negative only because nothing is there
+    assert bool(table.positive[table.domain_index[ph.BREAST_ULTRASOUND], batch.phrase[0]])
 
 
 def test_smoke_training_checkpoints_resumes_and_exports(tmp_path: Path, small_compact, synthetic_data,
