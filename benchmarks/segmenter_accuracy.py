@@ -1,11 +1,15 @@
 """Held-out Dice of box-prompted segmentation, beside the baselines.
 
 Data the default did not train on: PH2 hold-out fold (fold 0, 32 images) and the Kvasir-SEG test split
-(100 images). Protocols (see radvlsm.stage2_segment.evaluate): exact ground-truth boxes, boxes jittered by
-up to ±10%, and 3–5 noisy candidates (aggregation vs best-predicted-IoU vs mean). Baselines: the ellipse
-inscribed in the box and GrabCut started from it.
+(100 images); with ``--domain ultrasound``, the BUSI test split's lesion images (128) and BUS-BRA's hold-out
+fold (fold 1, 376 images), which the ultrasound model did not train on. Protocols (see
+radvlsm.stage2_segment.evaluate): exact ground-truth boxes, boxes jittered by up to ±10%, and 3–5 noisy
+candidates (aggregation vs best-predicted-IoU vs mean). Baselines: the ellipse inscribed in the box and GrabCut
+started from it.
 
     python benchmarks/segmenter_accuracy.py [--model default] [--json benchmarks/results/segmenter_accuracy.json]
+    python benchmarks/segmenter_accuracy.py --domain ultrasound --model ultrasound \
+        --json benchmarks/results/segmenter_accuracy_ultrasound.json
 """
 
 from __future__ import annotations
@@ -19,7 +23,14 @@ import torch
 
 from radvlsm.data.cases import read_dataset
 from radvlsm.data.paths import shared_datasets_root
-from radvlsm.data.splits import PH2_HOLDOUT_FOLD, kvasir_split, ph2_folds
+from radvlsm.data.splits import (
+    BUSBRA_HOLDOUT_FOLD,
+    PH2_HOLDOUT_FOLD,
+    busbra_folds,
+    busi_split,
+    kvasir_split,
+    ph2_folds,
+)
 from radvlsm.stage2_segment.build import load_segmenter
 from radvlsm.stage2_segment.evaluate import evaluate_cases, summarize
 from radvlsm.stage2_segment.predictor import SegmenterPredictor
@@ -31,7 +42,13 @@ COLUMNS = [
 ]
 
 
-def held_out_sets(root: Path) -> dict[str, list]:
+def held_out_sets(root: Path, domain: str = "dermoscopy-colonoscopy") -> dict[str, list]:
+    if domain == "ultrasound":
+        busi = read_dataset(root / "busi").subset(busi_split().ids("test"))
+        bra = read_dataset(root / "bus-bra")
+        fold = busbra_folds({c.case_id: c.labels for c in bra.cases}).ids(str(BUSBRA_HOLDOUT_FOLD))
+        return {"BUSI test": [c for c in busi.cases if c.diagnosis != "normal"],
+                f"BUS-BRA fold {BUSBRA_HOLDOUT_FOLD}": list(bra.subset(fold).cases)}
     ph2 = read_dataset(root / "ph2").subset(ph2_folds().ids(str(PH2_HOLDOUT_FOLD)))
     kv = read_dataset(root / "kvasir-seg").subset(kvasir_split().ids("test"))
     return {f"PH2 fold {PH2_HOLDOUT_FOLD}": list(ph2.cases), "Kvasir-SEG test": list(kv.cases)}
@@ -40,6 +57,7 @@ def held_out_sets(root: Path) -> dict[str, list]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="default")
+    ap.add_argument("--domain", default="dermoscopy-colonoscopy", choices=["dermoscopy-colonoscopy", "ultrasound"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=0, help="cases per set (0: all)")
     ap.add_argument("--no-baselines", action="store_true")
@@ -49,7 +67,7 @@ def main() -> None:
     predictor = SegmenterPredictor(load_segmenter(args.model))
     results: dict[str, dict[str, list[float]]] = {}
     t0 = time.perf_counter()
-    for name, cases in held_out_sets(shared_datasets_root()).items():
+    for name, cases in held_out_sets(shared_datasets_root(), args.domain).items():
         if args.limit:
             cases = cases[: args.limit]
         rows = evaluate_cases(predictor, cases, baselines=not args.no_baselines)
@@ -64,7 +82,8 @@ def main() -> None:
     print(f"\n{time.perf_counter() - t0:.0f} s; model {args.model}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"model": args.model, "results": results}, indent=2) + "\n")
+        record = {"model": args.model, "domain": args.domain, "results": results}
+        args.json.write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -15,14 +15,17 @@ from radvlsm.fusion.radiomics import RadiomicsExtractor
 
 #: The embedded default head's folder inside the package.
 DEFAULT_HEAD_DIR = Path(__file__).parent / "weights" / "default"
+#: Every embedded head by its spec name: ``default`` (PH2 dermoscopy), ``ultrasound`` (breast ultrasound).
+EMBEDDED_HEADS = {"default": DEFAULT_HEAD_DIR, "ultrasound": DEFAULT_HEAD_DIR.parent / "ultrasound"}
 
 
 def load_head(spec: str | Path = "default") -> DiagnosisHead:
-    if str(spec) == "default":
-        if not (DEFAULT_HEAD_DIR / "head.json").is_file():
-            raise ConfigError(f"{DEFAULT_HEAD_DIR}: the embedded default diagnosis head is missing; "
+    if str(spec) in EMBEDDED_HEADS:
+        folder = EMBEDDED_HEADS[str(spec)]
+        if not (folder / "head.json").is_file():
+            raise ConfigError(f"{folder}: the embedded {spec} diagnosis head is missing; "
                               "train it with 'radvlsm train diagnoser'")
-        return DiagnosisHead.load(DEFAULT_HEAD_DIR)
+        return DiagnosisHead.load(folder)
     return DiagnosisHead.load(spec)
 
 

@@ -2,7 +2,9 @@
 
 Localizer specs (what the CLI will accept):
 
-- ``default``: the localizer shipped inside the package (``radvlsm/stage1_localize/weights/default/``);
+- ``default``: the localizer shipped inside the package (``radvlsm/stage1_localize/weights/default/``), for the
+  default segmenter (dermoscopy, colonoscopy);
+- ``ultrasound``: the one shipped for the ultrasound segmenter (``weights/ultrasound/``);
 - ``DIR`` or ``DIR/model.safetensors``: our own weights with their ``config.json``.
 
 Official BLIP-2 folders in Hugging Face format (``Blip2Model`` / ``Blip2ForConditionalGeneration`` /
@@ -34,6 +36,8 @@ log = logging.getLogger(__name__)
 
 #: The embedded default localizer's folder inside the package.
 DEFAULT_WEIGHTS_DIR = Path(__file__).parent / "weights" / "default"
+#: Every embedded localizer by its spec name (that of the embedded segmenter it reads).
+EMBEDDED_LOCALIZERS = {"default": DEFAULT_WEIGHTS_DIR, "ultrasound": DEFAULT_WEIGHTS_DIR.parent / "ultrasound"}
 
 
 # --------------------------------------------------------------------------------------------- ours
@@ -58,24 +62,26 @@ def load_own_localizer(path: str | Path) -> TextPromptedLocalizer:
     return model.eval()
 
 
-def load_default_localizer() -> TextPromptedLocalizer:
-    """The embedded default localizer shipped with radvlsm."""
-    if not (DEFAULT_WEIGHTS_DIR / WEIGHTS_FILE).is_file():
+def load_default_localizer(name: str = "default") -> TextPromptedLocalizer:
+    """An embedded localizer shipped with radvlsm (:data:`EMBEDDED_LOCALIZERS`)."""
+    folder = EMBEDDED_LOCALIZERS[name]
+    if not (folder / WEIGHTS_FILE).is_file():
         raise ConfigError(
-            f"{DEFAULT_WEIGHTS_DIR}: the embedded default localizer is missing from this installation; "
+            f"{folder}: the embedded {name} localizer is missing from this installation; "
             "train one with 'radvlsm train localizer' and pass its folder"
         )
-    return load_own_localizer(DEFAULT_WEIGHTS_DIR)
+    return load_own_localizer(folder)
 
 
 def load_localizer(spec: str | Path) -> TextPromptedLocalizer:
     """Load a localizer from a spec: ``default``, or a folder / ``model.safetensors`` of our own."""
-    if str(spec) == "default":
-        return load_default_localizer()
+    if str(spec) in EMBEDDED_LOCALIZERS:
+        return load_default_localizer(str(spec))
     path = Path(spec)
     if path.exists():
         return load_own_localizer(path)
-    raise ConfigError(f"{spec}: not a localizer spec; use default or a folder with model.safetensors + config.json")
+    raise ConfigError(f"{spec}: not a localizer spec; use {' or '.join(EMBEDDED_LOCALIZERS)} or a folder with "
+                      "model.safetensors + config.json")
 
 
 # ---------------------------------------------------------------------------------- segmenter binding

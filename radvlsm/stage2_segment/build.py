@@ -2,7 +2,8 @@
 
 Model specs (``--model`` on the command line):
 
-- ``default``: the compact model shipped inside the package;
+- ``default``: the compact model shipped inside the package (dermoscopy and colonoscopy);
+- ``ultrasound``: the compact model shipped for breast ultrasound (``weights/ultrasound/``);
 - ``compact:DIR`` or ``DIR`` / ``FILE.safetensors``: our own weights with their ``config.json``;
 - ``sam_vit_b:PATH``, ``sam_vit_l:PATH``, ``sam_vit_h:PATH``: official SAM checkpoints (``sam_vit_b_01ec64.pth`` …);
 - ``medsam:PATH``: MedSAM's ViT-B checkpoint (SAM layout; MedSAM preprocessing: stretch to 1024², scale to 0..1).
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 
 #: The embedded default model's folder inside the package.
 DEFAULT_WEIGHTS_DIR = Path(__file__).parent / "weights" / "default"
+#: Every embedded model by its spec name (each a folder of weights with its config and model card).
+EMBEDDED_MODELS = {"default": DEFAULT_WEIGHTS_DIR, "ultrasound": DEFAULT_WEIGHTS_DIR.parent / "ultrasound"}
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
@@ -155,14 +158,15 @@ def compact(checkpoint: str | Path | None = None, config: SegmenterConfig | None
     return build_from_config(config or SegmenterConfig())
 
 
-def load_default() -> LesionSegmenter:
-    """The embedded default model shipped with radvlsm."""
-    if not (DEFAULT_WEIGHTS_DIR / WEIGHTS_FILE).is_file():
+def load_default(name: str = "default") -> LesionSegmenter:
+    """An embedded model shipped with radvlsm (:data:`EMBEDDED_MODELS`)."""
+    folder = EMBEDDED_MODELS[name]
+    if not (folder / WEIGHTS_FILE).is_file():
         raise ConfigError(
-            f"{DEFAULT_WEIGHTS_DIR}: the embedded default segmenter is missing from this installation; "
+            f"{folder}: the embedded {name} segmenter is missing from this installation; "
             "train it with 'radvlsm train segmenter' or pass --model"
         )
-    return load_own(DEFAULT_WEIGHTS_DIR)
+    return load_own(folder)
 
 
 # --------------------------------------------------------------------------------------- official SAM
@@ -316,8 +320,8 @@ def medsam(checkpoint: str | Path | None = None) -> LesionSegmenter:
 
 def load_segmenter(spec: str) -> LesionSegmenter:
     """Load a segmenter from a ``--model`` spec (see the module docstring)."""
-    if spec == "default":
-        return load_default()
+    if spec in EMBEDDED_MODELS:
+        return load_default(spec)
     name, sep, rest = spec.partition(":")
     if sep and name in _REGISTRY and rest:
         return create_segmenter(name, checkpoint=rest)
@@ -327,6 +331,6 @@ def load_segmenter(spec: str) -> LesionSegmenter:
             raise ConfigError(f"{path}: say which layout this checkpoint has, e.g. sam_vit_b:{path} or medsam:{path}")
         return load_own(path)
     raise ConfigError(
-        f"{spec}: not a model spec; use default, a folder with model.safetensors + config.json, "
+        f"{spec}: not a model spec; use {' or '.join(EMBEDDED_MODELS)}, a folder with model.safetensors + config.json, "
         f"or one of {', '.join(n + ':PATH' for n in list_segmenters())}"
     )

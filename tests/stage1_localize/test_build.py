@@ -54,7 +54,7 @@ def test_save_load_round_trip(tmp_path: Path, tiny_config: LocalizerConfig) -> N
 
 
 def test_load_errors(tmp_path: Path, tiny_config: LocalizerConfig, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(build, "DEFAULT_WEIGHTS_DIR", tmp_path / "nowhere")
+    monkeypatch.setitem(build.EMBEDDED_LOCALIZERS, "default", tmp_path / "nowhere")
     with pytest.raises(ConfigError, match="embedded default localizer is missing"):
         load_localizer("default")
     with pytest.raises(ConfigError, match="not a localizer spec"):
