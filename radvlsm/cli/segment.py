@@ -14,6 +14,7 @@ from radvlsm.errors import ConfigError, RadvlsmError
 
 if TYPE_CHECKING:
     from radvlsm.fusion.head import DiagnosisHead
+    from radvlsm.pipeline.modality import ModelSet
     from radvlsm.stage2_segment.modeling import LesionSegmenter
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,17 @@ def segment(
         None, "--prompt", help='Text prompt for the stage-1 localizer ("polyp"); default "lesion" without --boxes.'
     ),
     top_k: int = typer.Option(None, "--top-k", min=1, help="Candidate boxes per image from --prompt (default 5)."),
-    localizer: str = typer.Option("default", "--localizer", help="default | localizer folder (with --prompt)."),
-    model: str = typer.Option("default", "--model", help="default | sam_vit_b:PATH | medsam:PATH | model folder."),
+    modality: str = typer.Option(
+        None, "--modality", help="dermoscopy | colonoscopy | ultrasound: picks the embedded models for it "
+        "(default: dermoscopy's, which also segment colonoscopy)."
+    ),
+    localizer: str = typer.Option(
+        None, "--localizer", help="default | ultrasound | localizer folder (with --prompt; default: the modality's)."
+    ),
+    model: str = typer.Option(
+        None, "--model", help="default | ultrasound | sam_vit_b:PATH | medsam:PATH | model folder (default: the "
+        "modality's)."
+    ),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images embedded together."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     threads: int = typer.Option(0, "--threads", min=0, help="CPU threads for the model (0: all cores)."),
@@ -46,8 +56,22 @@ def segment(
 ) -> None:
     """Segment the lesion in each image, from box prompts or from a text prompt; write masks, overlays,
     records and results.csv (and, from a text prompt, the boxes stage 1 proposed in boxes.csv)."""
-    run_batch(inputs, out, boxes=boxes, prompt=prompt, top_k=top_k, localizer=localizer, model=model,
-              batch_size=batch_size, device=device, threads=threads, overwrite=overwrite)
+    models = _model_set(modality)
+    run_batch(inputs, out, boxes=boxes, prompt=prompt, top_k=top_k, localizer=localizer or models.localizer,
+              model=model or models.segmenter, batch_size=batch_size, device=device, threads=threads,
+              overwrite=overwrite)
+
+
+def _model_set(modality: str | None) -> ModelSet:
+    from radvlsm.pipeline.modality import Modality, model_set
+
+    if modality is None:
+        return model_set(None)
+    try:
+        return model_set(Modality(modality.strip().lower()))
+    except ValueError:
+        names = ", ".join(m.value for m in Modality)
+        raise typer.BadParameter(f"{modality!r} is not one of {names}", param_hint="--modality") from None
 
 
 def check_head_segmenter(head: DiagnosisHead, seg: LesionSegmenter, head_spec: str, model_spec: str) -> None:
@@ -70,16 +94,26 @@ def diagnose(
         "without --boxes."
     ),
     top_k: int = typer.Option(None, "--top-k", min=1, help="Candidate boxes per image from --prompt (default 5)."),
+    modality: str = typer.Option(
+        None, "--modality", help="dermoscopy | ultrasound: picks the embedded models and head for it (default: "
+        "dermoscopy's, the PH2 head)."
+    ),
     head: str = typer.Option(
-        "default", "--head", help="default | diagnosis head folder (head.json + booster.json, from "
-        "radvlsm train diagnoser); it must come from the same segmenter as --model."
+        None, "--head", help="default | ultrasound | diagnosis head folder (head.json + booster.json, from "
+        "radvlsm train diagnoser); it must come from the same segmenter as --model (default: the modality's)."
     ),
-    localizer: str = typer.Option("default", "--localizer", help="default | localizer folder (with --prompt)."),
+    localizer: str = typer.Option(
+        None, "--localizer", help="default | ultrasound | localizer folder (default: the modality's)."
+    ),
     domain_prompt: str = typer.Option(
-        "skin lesion", "--domain-prompt", help="Diagnose only images the localizer matches with this phrase (the "
-        "head's kind of lesion; the default head is PH2 dermoscopy); others are out_of_domain. \"\" diagnoses all."
+        None, "--domain-prompt", help="Diagnose only images the localizer matches with this phrase (the "
+        "head's kind of lesion: 'skin lesion' for dermoscopy, 'breast mass' for ultrasound); others are "
+        "out_of_domain. \"\" diagnoses all."
     ),
-    model: str = typer.Option("default", "--model", help="default | sam_vit_b:PATH | medsam:PATH | model folder."),
+    model: str = typer.Option(
+        None, "--model", help="default | ultrasound | sam_vit_b:PATH | medsam:PATH | model folder (default: the "
+        "modality's)."
+    ),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images embedded together."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     threads: int = typer.Option(0, "--threads", min=0, help="CPU threads for the model (0: all cores)."),
@@ -87,9 +121,15 @@ def diagnose(
 ) -> None:
     """Segment and diagnose the lesion in each image: what segment writes, plus each lesion's class
     probabilities in the records and diagnoses.csv (an image whose lesion is not found gets no label)."""
-    run_batch(inputs, out, boxes=boxes, prompt=prompt, top_k=top_k, localizer=localizer, model=model,
-              batch_size=batch_size, device=device, threads=threads, overwrite=overwrite, diagnosis_head=head,
-              domain_prompt=" ".join(domain_prompt.split()))
+    models = _model_set(modality)
+    head = head or models.head
+    if head is None:
+        raise typer.BadParameter(f"radvlsm has no diagnosis head for {modality}; give one with --head",
+                                 param_hint="--modality")
+    gate = models.domain_prompt if domain_prompt is None else domain_prompt
+    run_batch(inputs, out, boxes=boxes, prompt=prompt, top_k=top_k, localizer=localizer or models.localizer,
+              model=model or models.segmenter, batch_size=batch_size, device=device, threads=threads,
+              overwrite=overwrite, diagnosis_head=head, domain_prompt=" ".join(gate.split()))
 
 
 def run_batch(
