@@ -9,6 +9,12 @@ negative prompts, Dice per prompt; then the throughput of `radvlsm segment` with
 the Kvasir-SEG test images (2 threads, models loaded once, outputs written).
 
     python benchmarks/localizer_accuracy.py [--json benchmarks/results/localizer_accuracy.json] [--limit N]
+    python benchmarks/localizer_accuracy.py --domain ultrasound --model ultrasound --localizer ultrasound \
+        --json benchmarks/results/localizer_accuracy_ultrasound.json
+
+With ``--domain ultrasound`` the data are the BUSI test split (its normal images included: every prompt asked
+of them must be rejected, kind "normal") and BUS-BRA's hold-out fold 1; throughput is measured on BUSI test
+with the prompt "breast mass".
 """
 
 from __future__ import annotations
@@ -27,7 +33,14 @@ import torch
 from radvlsm.data.boxes import mask_to_box
 from radvlsm.data.cases import read_dataset
 from radvlsm.data.paths import shared_datasets_root
-from radvlsm.data.splits import PH2_HOLDOUT_FOLD, kvasir_split, ph2_folds
+from radvlsm.data.splits import (
+    BUSBRA_HOLDOUT_FOLD,
+    PH2_HOLDOUT_FOLD,
+    busbra_folds,
+    busi_split,
+    kvasir_split,
+    ph2_folds,
+)
 from radvlsm.io import read_mask
 from radvlsm.pipeline.inputs import discover_inputs
 from radvlsm.pipeline.prompts import read_boxes_csv
@@ -40,8 +53,11 @@ from radvlsm.stage2_segment.build import load_segmenter
 from radvlsm.stage2_segment.predictor import SegmenterPredictor
 
 
-def throughput(seg: SegmenterPredictor, loc: LocalizerPredictor, cases: list, work: Path) -> dict[str, float]:
-    """Images/s of run_segment over the cases' images, from ground-truth boxes and from the prompt "polyp"."""
+def throughput(seg: SegmenterPredictor, loc: LocalizerPredictor, cases: list, work: Path,
+               prompt: str = "polyp") -> dict[str, float]:
+    """Images/s of run_segment over the lesion images of ``cases``, from ground-truth boxes and from the
+    prompt."""
+    cases = [c for c in cases if mask_to_box(read_mask(c.mask_path)) is not None]
     boxes_csv = work / "boxes.csv"
     with boxes_csv.open("w", newline="") as fh:
         w = csv.writer(fh)
@@ -55,7 +71,7 @@ def throughput(seg: SegmenterPredictor, loc: LocalizerPredictor, cases: list, wo
     items, _ = discover_inputs([links])
     out = {}
     for name, source in (("boxes", BoxFilePrompts(read_boxes_csv(boxes_csv))),
-                         ("prompt", LocalizerPrompts(loc, "polyp"))):
+                         ("prompt", LocalizerPrompts(loc, prompt))):
         s = run_segment(items, work / f"out-{name}", seg, source, model_name="default", prompt_text=None)
         out[name] = s.images_per_s
     return out
@@ -65,6 +81,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="default", help="segmenter spec")
     ap.add_argument("--localizer", default="default", help="localizer spec")
+    ap.add_argument("--domain", default="dermoscopy-colonoscopy", choices=["dermoscopy-colonoscopy", "ultrasound"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=0, help="cases per set (0: all)")
     ap.add_argument("--no-throughput", action="store_true")
@@ -78,10 +95,18 @@ def main() -> None:
     seg = SegmenterPredictor(seg_model)
     loc = LocalizerPredictor(loc_model, TextEncoder())
     root = shared_datasets_root()
-    sets = {
-        "ph2": list(read_dataset(root / "ph2").subset(ph2_folds().ids(str(PH2_HOLDOUT_FOLD))).cases),
-        "kvasir-seg": list(read_dataset(root / "kvasir-seg").subset(kvasir_split().ids("test")).cases),
-    }
+    if args.domain == "ultrasound":
+        bra = read_dataset(root / "bus-bra")
+        fold = busbra_folds({c.case_id: c.labels for c in bra.cases}).ids(str(BUSBRA_HOLDOUT_FOLD))
+        sets = {"busi": list(read_dataset(root / "busi").subset(busi_split().ids("test")).cases),
+                "bus-bra": list(bra.subset(fold).cases)}
+        speed_set, speed_prompt = "busi", "breast mass"
+    else:
+        sets = {
+            "ph2": list(read_dataset(root / "ph2").subset(ph2_folds().ids(str(PH2_HOLDOUT_FOLD))).cases),
+            "kvasir-seg": list(read_dataset(root / "kvasir-seg").subset(kvasir_split().ids("test")).cases),
+        }
+        speed_set, speed_prompt = "kvasir-seg", "polyp"
     t0 = time.perf_counter()
     rows = []
     for name, cases in sets.items():
@@ -96,14 +121,15 @@ def main() -> None:
     print("\n| data | kind | prompt | automatic Dice |\n| --- | --- | --- | --- |")
     for (d, k, p), v in per_prompt.items():
         print(f"| {d} | {k} | {p} | {v:.4f} |")
-    result = {"segmenter": args.model, "localizer": args.localizer, "seconds": time.perf_counter() - t0,
+    result = {"domain": args.domain, "segmenter": args.model, "localizer": args.localizer,
+              "seconds": time.perf_counter() - t0,
               "summary": [asdict(s) for s in summary],
               "per_prompt": [{"dataset": d, "kind": k, "prompt": p, "dice": v} for (d, k, p), v in per_prompt.items()]}
     if not args.no_throughput:
-        kv = sets["kvasir-seg"][: args.limit] if args.limit else sets["kvasir-seg"]
+        kv = sets[speed_set][: args.limit] if args.limit else sets[speed_set]
         with tempfile.TemporaryDirectory() as tmp:
-            tp = throughput(seg, loc, kv, Path(tmp))
-        print(f"\nthroughput on {len(kv)} Kvasir-SEG test images ({args.threads} threads): "
+            tp = throughput(seg, loc, kv, Path(tmp), speed_prompt)
+        print(f"\nthroughput on {len(kv)} {speed_set} held-out images ({args.threads} threads): "
               f"--boxes {tp['boxes']:.1f} images/s, --prompt {tp['prompt']:.1f} images/s")
         result["throughput_images_per_s"] = tp
         result["throughput_images"] = len(kv)

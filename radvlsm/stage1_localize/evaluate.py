@@ -11,7 +11,9 @@ Prompt kinds:
 - ``trained``: phrases the localizer was trained on (the default prompt and the domain's phrases);
 - ``paraphrase``: phrasings never used in training (:data:`~radvlsm.stage1_localize.phrases.DOMAIN_HELD_OUT`
   and :data:`~radvlsm.stage1_localize.phrases.GENERIC_HELD_OUT`);
-- ``negative``: phrases of other domains (train and held-out), which must be rejected (``found`` false).
+- ``negative``: phrases of other domains (train and held-out), which must be rejected (``found`` false);
+- ``normal``: the trained phrases and paraphrases asked of an image without a lesion (an empty ground-truth
+  mask, e.g. a BUSI normal breast): they must be rejected too.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from radvlsm.stage1_localize.predictor import LocalizerPredictor
 from radvlsm.stage2_segment.baselines import ellipse_in_box
 from radvlsm.stage2_segment.predictor import SegmenterPredictor
 
-KINDS = ("trained", "paraphrase", "negative")
+KINDS = ("trained", "paraphrase", "negative", "normal")
+#: Kinds whose prompts must find nothing.
+REJECT_KINDS = ("negative", "normal")
 
 
 @dataclass(frozen=True)
@@ -88,17 +92,19 @@ def evaluate_prompts(
                 results = {i: segmenter.aggregate(s) for i, s in zip(idx, cand, strict=True)}
             for i, (case, gt, r) in enumerate(zip(chunk, gts, found, strict=True)):
                 box = mask_to_box(gt)
+                row_kind = "normal" if box is None and kind != "negative" else kind
                 ious = (box_iou_matrix(r.boxes, box[None])[:, 0] if r.found and box is not None
                         else np.zeros(0))
                 res = results.get(i)
                 mask = res.mask if res is not None else np.zeros(gt.shape, dtype=bool)
                 ell = (ellipse_in_box(r.boxes[0], gt.shape) if r.found and kind != "negative"
                        else np.zeros(gt.shape, dtype=bool))
+                scored = row_kind not in REJECT_KINDS
                 rows.append(PromptRow(
-                    case_id=case.case_id, dataset=dataset, prompt=prompt, kind=kind, found=bool(r.found),
+                    case_id=case.case_id, dataset=dataset, prompt=prompt, kind=row_kind, found=bool(r.found),
                     hit_at_1=bool((ious[:1] >= 0.5).any()), hit_at_5=bool((ious[:5] >= 0.5).any()),
-                    dice=float(dice(mask, gt)) if kind != "negative" else float("nan"),
-                    ellipse_dice=float(dice(ell, gt)) if kind != "negative" else float("nan"),
+                    dice=float(dice(mask, gt)) if scored else float("nan"),
+                    ellipse_dice=float(dice(ell, gt)) if scored else float("nan"),
                 ))
         if on_batch:
             on_batch(len(chunk))
@@ -107,8 +113,8 @@ def evaluate_prompts(
 
 @dataclass(frozen=True)
 class PromptSummary:
-    """Means over the rows of one dataset and prompt kind (``dice`` / recalls are NaN for negatives,
-    ``rejected`` is NaN for positives)."""
+    """Means over the rows of one dataset and prompt kind (``dice`` / recalls are NaN for negatives and
+    normals, ``rejected`` is NaN for positives)."""
 
     dataset: str
     kind: str
@@ -128,7 +134,7 @@ def summarize_prompts(rows: Sequence[PromptRow]) -> list[PromptSummary]:
             sel = [r for r in rows if r.dataset == dataset and r.kind == kind]
             if not sel:
                 continue
-            neg = kind == "negative"
+            neg = kind in REJECT_KINDS
             nan = float("nan")
             out.append(PromptSummary(
                 dataset=dataset, kind=kind, n=len(sel),
@@ -146,6 +152,6 @@ def per_prompt_dice(rows: Sequence[PromptRow]) -> dict[tuple[str, str, str], flo
     """Mean automatic Dice per (dataset, kind, prompt) of the positive prompts."""
     groups: dict[tuple[str, str, str], list[float]] = {}
     for r in rows:
-        if r.kind != "negative":
+        if r.kind not in REJECT_KINDS:
             groups.setdefault((r.dataset, r.kind, r.prompt), []).append(r.dice)
     return {k: float(np.mean(v)) for k, v in groups.items()}

@@ -48,3 +48,18 @@ def test_default_models_on_samples() -> None:
     # one of the three Kvasir-SEG samples (a small flat polyp) is not found: an empty mask, Dice 0 for it
     kv = summary[("kvasir-seg", "trained")]
     assert kv.recall_at_5 >= 2 / 3 and kv.found >= 2 / 3 and kv.dice > 0.55
+
+
+def test_prompts_asked_of_an_image_without_lesion_are_scored_as_rejections(busi_root: Path) -> None:
+    if not (DEFAULT_WEIGHTS_DIR / "model.safetensors").is_file():
+        pytest.skip(f"the embedded default localizer is not in {DEFAULT_WEIGHTS_DIR}")
+    seg = SegmenterPredictor(load_segmenter("default"))
+    loc = LocalizerPredictor(load_localizer("default"), TextEncoder())
+    normal = [c for c in read_dataset(busi_root, "busi").cases if c.diagnosis == "normal"][:2]
+    prompts = {"trained": ("lesion", "breast mass"), "negative": ("polyp",)}
+    rows = evaluate_prompts(seg, loc, normal, "busi", prompts)
+    assert sorted({r.kind for r in rows}) == ["negative", "normal"]
+    summary = {s.kind: s for s in summarize_prompts(rows)}
+    assert summary["normal"].n == 4 and 0.0 <= summary["normal"].rejected <= 1.0
+    assert np.isnan(summary["normal"].dice) and np.isnan(summary["normal"].recall_at_5)
+    assert summary["normal"].rejected == 1 - summary["normal"].found
