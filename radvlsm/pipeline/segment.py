@@ -36,11 +36,13 @@ MIN_SIDE = 16
 
 @dataclass(frozen=True, eq=False)
 class LoadedImage:
-    """An input read and converted to ``(H, W, 3)`` uint8 RGB."""
+    """An input read and converted to ``(H, W, 3)`` uint8 RGB; for a frame of a multi-frame input, ``item``
+    names the frame's case and ``input_case`` the input's."""
 
     item: InputItem
     rgb: np.ndarray
     spacing_mm: tuple[float, float] | None = None
+    input_case: str = ""
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -86,6 +88,8 @@ class BoxFilePrompts:
         out: list[Candidates | InputProblem | None] = []
         for im in batch:
             rows = self.boxes.for_case(im.item.case_id)
+            if not rows and im.input_case:  # a frame of a cine: the input's boxes serve every frame
+                rows = self.boxes.for_case(im.input_case)
             if not rows:
                 out.append(InputProblem(im.item.path, f"no box for this image in {self.boxes.source}"))
                 continue
@@ -130,21 +134,40 @@ class SegmentSummary:
         return self.written / self.seconds if self.seconds > 0 else float("nan")
 
 
-def load_input(item: InputItem) -> LoadedImage | InputProblem:
-    """Read one input as RGB, or say why it cannot be segmented."""
+def frame_case_id(case_id: str, frame: int) -> str:
+    """The case id of frame ``frame`` (from 0) of a multi-frame input (an ultrasound cine): ``<case>_f0003``."""
+    return f"{case_id}_f{frame:04d}"
+
+
+def load_input(item: InputItem) -> list[LoadedImage] | InputProblem:
+    """Read one input as RGB images, or say why it cannot be segmented.
+
+    A 2-D image gives one; a multi-frame input (an ultrasound cine in one DICOM file, a multi-page TIFF) gives
+    one per frame, each its own case (:func:`frame_case_id`).
+    """
     try:
         rec = read_image(item.path)
         if rec.is_volume:
             return InputProblem(item.path, "is a 3-D volume; radvlsm segment works on 2-D images")
-        if rec.frames > 1:
-            return InputProblem(item.path, f"holds {rec.frames} frames; radvlsm segment works on single 2-D images")
-        rgb = to_display_rgb(rec)
+        if rec.is_multiframe:
+            frames = [(InputItem(frame_case_id(item.case_id, k), item.path), to_display_rgb(rec, index=k))
+                      for k in range(rec.frames)]
+        else:
+            frames = [(item, to_display_rgb(rec))]
     except (RadvlsmError, ValueError) as exc:
         return InputProblem(item.path, str(exc).removeprefix(f"{item.path}: "))
-    h, w = rgb.shape[:2]
+    h, w = frames[0][1].shape[:2]
     if min(h, w) < MIN_SIDE:
         return InputProblem(item.path, f"image is {w}x{h} pixels; too small to segment (need {MIN_SIDE}x{MIN_SIDE})")
-    return LoadedImage(item, rgb, rec.pixel_spacing_mm)
+    return [LoadedImage(it, rgb, rec.pixel_spacing_mm, item.case_id) for it, rgb in frames]
+
+
+def _load_batch(items: Sequence[InputItem]) -> list[LoadedImage | InputProblem]:
+    out: list[LoadedImage | InputProblem] = []
+    for it in items:
+        got = load_input(it)
+        out += got if isinstance(got, list) else [got]
+    return out
 
 
 @dataclass(frozen=True)
@@ -238,7 +261,9 @@ def run_segment(
     records = {r.case_id: r for r in out.read_records()}
 
     def done(case_id: str) -> bool:
-        rec = records.get(case_id)
+        rec = records.get(case_id) or records.get(frame_case_id(case_id, 0))
+        if rec is not None and rec.case_id != case_id:  # a multi-frame input: done when its first frame is
+            case_id = rec.case_id
         if overwrite or rec is None or not out.mask_path(case_id).is_file():
             return False
         # diagnose redoes cases a plain segment run left without a diagnosis
@@ -253,11 +278,10 @@ def run_segment(
     written = 0
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
     with ThreadPoolExecutor(max_workers=1) as reader:
-        pending: Future | None = reader.submit(lambda b: [load_input(i) for i in b], batches[0]) if batches else None
+        pending: Future | None = reader.submit(_load_batch, batches[0]) if batches else None
         for bi in range(len(batches)):
             loaded = pending.result() if pending is not None else []
-            pending = reader.submit(lambda b: [load_input(i) for i in b], batches[bi + 1]) if bi + 1 < len(batches) \
-                else None
+            pending = reader.submit(_load_batch, batches[bi + 1]) if bi + 1 < len(batches) else None
             ok = [x for x in loaded if isinstance(x, LoadedImage)]
             failed += [x for x in loaded if isinstance(x, InputProblem)]
             if ok:
@@ -297,7 +321,7 @@ def run_segment(
                         failed.append(InputProblem(im.item.path, f"cannot write outputs ({exc})"))
             out.write_results_csv(records.values())
             if on_progress:
-                on_progress(len(loaded))
+                on_progress(len(batches[bi]))
     out.write_results_csv(records.values())
     if diagnosis is not None:
         out.write_diagnoses_csv(records.values())
