@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
 
 from radvlsm.data.paths import ENV_VAR, shared_datasets_root
 
@@ -47,3 +51,32 @@ def ibsi_phantom_root() -> Path:
 @pytest.fixture(scope="session")
 def lidc_root() -> Path:
     return _dataset("lidc-nodules")
+
+
+def write_us_cine(path: Path, frames: np.ndarray, modality: str = "US") -> Path:
+    """A multi-frame DICOM (ultrasound cine) of ``frames (F, H, W)`` uint8 MONOCHROME2, Modality ``modality``."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality = modality
+    ds.SeriesInstanceUID = generate_uid()
+    ds.NumberOfFrames = frames.shape[0]
+    ds.Rows, ds.Columns = frames.shape[1:]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.PixelData = np.ascontiguousarray(frames, dtype=np.uint8).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.fixture()
+def us_cine() -> Callable[..., Path]:
+    """``us_cine(path, frames, modality="US")`` writes a multi-frame DICOM (see :func:`write_us_cine`)."""
+    return write_us_cine

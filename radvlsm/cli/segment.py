@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,8 +15,10 @@ from radvlsm.errors import ConfigError, RadvlsmError
 
 if TYPE_CHECKING:
     from radvlsm.fusion.head import DiagnosisHead
-    from radvlsm.pipeline.modality import ModelSet
+    from radvlsm.pipeline.modality import Modality
+    from radvlsm.pipeline.segment import BoxFilePrompts, DiagnosisStep, PromptSource
     from radvlsm.stage2_segment.modeling import LesionSegmenter
+    from radvlsm.stage2_segment.predictor import SegmenterPredictor
 
 log = logging.getLogger(__name__)
 
@@ -56,22 +59,31 @@ def segment(
 ) -> None:
     """Segment the lesion in each image, from box prompts or from a text prompt; write masks, overlays,
     records and results.csv (and, from a text prompt, the boxes stage 1 proposed in boxes.csv)."""
-    models = _model_set(modality)
-    run_batch(inputs, out, boxes=boxes, prompt=prompt, top_k=top_k, localizer=localizer or models.localizer,
-              model=model or models.segmenter, batch_size=batch_size, device=device, threads=threads,
+    run_batch(inputs, out, boxes=boxes, prompt=prompt, top_k=top_k, modality=_modality(modality),
+              choice=ModelChoice(model, localizer), batch_size=batch_size, device=device, threads=threads,
               overwrite=overwrite)
 
 
-def _model_set(modality: str | None) -> ModelSet:
-    from radvlsm.pipeline.modality import Modality, model_set
+def _modality(value: str | None) -> Modality | None:
+    from radvlsm.pipeline.modality import Modality
 
-    if modality is None:
-        return model_set(None)
+    if value is None:
+        return None
     try:
-        return model_set(Modality(modality.strip().lower()))
+        return Modality(value.strip().lower())
     except ValueError:
         names = ", ".join(m.value for m in Modality)
-        raise typer.BadParameter(f"{modality!r} is not one of {names}", param_hint="--modality") from None
+        raise typer.BadParameter(f"{value!r} is not one of {names}", param_hint="--modality") from None
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The models the user named; ``None`` takes the one of each input's modality (:mod:`radvlsm.pipeline.modality`)."""
+
+    model: str | None = None
+    localizer: str | None = None
+    head: str | None = None
+    domain_prompt: str | None = None
 
 
 def check_head_segmenter(head: DiagnosisHead, seg: LesionSegmenter, head_spec: str, model_spec: str) -> None:
@@ -121,36 +133,33 @@ def diagnose(
 ) -> None:
     """Segment and diagnose the lesion in each image: what segment writes, plus each lesion's class
     probabilities in the records and diagnoses.csv (an image whose lesion is not found gets no label)."""
-    models = _model_set(modality)
-    head = head or models.head
-    if head is None:
-        raise typer.BadParameter(f"radvlsm has no diagnosis head for {modality}; give one with --head",
+    from radvlsm.pipeline.modality import model_set
+
+    mod = _modality(modality)
+    if mod is not None and head is None and model_set(mod).head is None:
+        raise typer.BadParameter(f"radvlsm has no diagnosis head for {mod.value}; give one with --head",
                                  param_hint="--modality")
-    gate = models.domain_prompt if domain_prompt is None else domain_prompt
-    run_batch(inputs, out, boxes=boxes, prompt=prompt, top_k=top_k, localizer=localizer or models.localizer,
-              model=model or models.segmenter, batch_size=batch_size, device=device, threads=threads,
-              overwrite=overwrite, diagnosis_head=head, domain_prompt=" ".join(gate.split()))
+    gate = None if domain_prompt is None else " ".join(domain_prompt.split())
+    run_batch(inputs, out, boxes=boxes, prompt=prompt, top_k=top_k, modality=mod,
+              choice=ModelChoice(model, localizer, head, gate), batch_size=batch_size, device=device,
+              threads=threads, overwrite=overwrite, diagnose=True)
 
 
 def run_batch(
-    inputs: list[Path], out: Path, *, boxes: Path | None, prompt: str | None, top_k: int | None, localizer: str,
-    model: str, batch_size: int, device: str, threads: int, overwrite: bool, diagnosis_head: str | None = None,
-    domain_prompt: str = "",
+    inputs: list[Path], out: Path, *, boxes: Path | None, prompt: str | None, top_k: int | None,
+    modality: Modality | None, choice: ModelChoice, batch_size: int, device: str, threads: int, overwrite: bool,
+    diagnose: bool = False,
 ) -> None:
-    """What ``segment`` and ``diagnose`` share: check the options, load the models, run, report failures.
-    With ``diagnosis_head`` (a head spec) every lesion found is diagnosed too."""
+    """What ``segment`` and ``diagnose`` share: check the options, find the inputs, and run each modality's
+    inputs with that modality's models (or those the user named); report failures at the end. With
+    ``diagnose`` every lesion found is diagnosed too."""
     import torch
 
-    from radvlsm.fusion.predictor import Diagnoser, load_head
     from radvlsm.pipeline.inputs import InputProblem, discover_inputs
+    from radvlsm.pipeline.modality import group_by_modality
     from radvlsm.pipeline.prompts import read_boxes_csv
-    from radvlsm.pipeline.segment import BoxFilePrompts, DiagnosisStep, LocalizerPrompts, PromptSource, run_segment
-    from radvlsm.stage1_localize.build import check_segmenter, load_localizer
+    from radvlsm.pipeline.segment import BoxFilePrompts
     from radvlsm.stage1_localize.phrases import DEFAULT_PROMPT
-    from radvlsm.stage1_localize.predictor import LocalizerPredictor
-    from radvlsm.stage1_localize.text import TextEncoder
-    from radvlsm.stage2_segment.build import load_segmenter
-    from radvlsm.stage2_segment.predictor import SegmenterPredictor
 
     if boxes is not None and (prompt is not None or top_k is not None):
         raise typer.BadParameter("give either --boxes or --prompt/--top-k, not both", param_hint="--boxes")
@@ -161,51 +170,108 @@ def run_batch(
         torch.set_num_threads(threads)
     text = None if boxes is not None else " ".join((prompt or DEFAULT_PROMPT).split())
     try:
-        seg = load_segmenter(model)
-        dhead = None
-        if diagnosis_head is not None:  # checked first: the head is what diagnose is about
-            dhead = load_head(diagnosis_head)
-            check_head_segmenter(dhead, seg, diagnosis_head, model)
-        prompts: PromptSource
-        loc_predictor = None
-        if boxes is None or (diagnosis_head is not None and domain_prompt):
-            loc = load_localizer(localizer)
-            check_segmenter(loc.config, seg, strict=False)
-            loc_predictor = LocalizerPredictor(loc, TextEncoder(), device=dev)
-        if boxes is not None:
-            prompts = BoxFilePrompts(read_boxes_csv(boxes))
-        else:
-            assert loc_predictor is not None  # loaded above whenever there are no boxes
-            prompts = LocalizerPrompts(loc_predictor, text, top_k)
-        predictor = SegmenterPredictor(seg, device=dev, encoder_batch=batch_size)
-        step = None
-        if dhead is not None and diagnosis_head is not None:
-            step = DiagnosisStep(Diagnoser(dhead), diagnosis_head, loc_predictor, domain_prompt)
+        box_file = BoxFilePrompts(read_boxes_csv(boxes)) if boxes is not None else None
     except RadvlsmError as exc:
         log.error("%s", exc)
         raise typer.Exit(2) from exc
     items, problems = discover_inputs(inputs)
-    if isinstance(prompts, BoxFilePrompts):
+    if box_file is not None:
         known = {it.case_id for it in items}
-        for cid in sorted(set(prompts.boxes.by_case) - known):
-            row = prompts.boxes.by_case[cid][0]
+        for cid in sorted(set(box_file.boxes.by_case) - known):
+            row = box_file.boxes.by_case[cid][0]
             problems.append(InputProblem(boxes, f"line {row.line}: image {row.image!r} is not among the inputs"))
     if not items:
         log.error("no input images found in %s", ", ".join(map(str, inputs)))
         raise typer.Exit(1)
-    progress = Progress(TextColumn("diagnose" if step else "segment"), BarColumn(), MofNCompleteColumn(),
+    groups = group_by_modality(items, modality)
+    failed: list[InputProblem] = list(problems)
+    for mod, group in groups:
+        if len(groups) > 1:
+            log.info("%d input(s) of modality %s", len(group), mod.value if mod else "unknown (default models)")
+        try:
+            run = _load_pipeline(mod, choice, box_file, text, top_k, dev, batch_size, diagnose)
+        except RadvlsmError as exc:
+            if len(groups) == 1:
+                log.error("%s", exc)
+                raise typer.Exit(2) from exc
+            failed += [InputProblem(it.path, str(exc)) for it in group]
+            continue
+        failed = _run_group(run, group, out, text, batch_size, overwrite, failed)
+    if failed:
+        log.warning("failed inputs (also in %s):", out / "errors.csv")
+        for p in failed:
+            log.warning("  %s: %s", p.path, p.reason)
+
+
+@dataclass(frozen=True)
+class _Pipeline:
+    predictor: SegmenterPredictor
+    prompts: PromptSource
+    model: str
+    step: DiagnosisStep | None
+
+
+def _load_pipeline(
+    modality: Modality | None, choice: ModelChoice, box_file: BoxFilePrompts | None, text: str | None,
+    top_k: int | None, device: str, batch_size: int, diagnose: bool,
+) -> _Pipeline:
+    """Load the models for one modality's inputs (the user's choices first, then the modality's)."""
+    from radvlsm.fusion.predictor import Diagnoser, load_head
+    from radvlsm.pipeline.modality import model_set
+    from radvlsm.pipeline.segment import DiagnosisStep, LocalizerPrompts
+    from radvlsm.stage1_localize.build import check_segmenter, load_localizer
+    from radvlsm.stage1_localize.predictor import LocalizerPredictor
+    from radvlsm.stage1_localize.text import TextEncoder
+    from radvlsm.stage2_segment.build import load_segmenter
+    from radvlsm.stage2_segment.predictor import SegmenterPredictor
+
+    models = model_set(modality)
+    model = choice.model or models.segmenter
+    seg = load_segmenter(model)
+    dhead = head_spec = None
+    if diagnose:  # checked first: the head is what diagnose is about
+        head_spec = choice.head or models.head
+        if head_spec is None:
+            raise ConfigError(f"radvlsm has no diagnosis head for {modality.value if modality else 'these'} "
+                              "images; give one with --head")
+        dhead = load_head(head_spec)
+        check_head_segmenter(dhead, seg, head_spec, model)
+    gate_prompt = models.domain_prompt if choice.domain_prompt is None else choice.domain_prompt
+    loc_predictor = None
+    if box_file is None or (diagnose and gate_prompt):
+        loc = load_localizer(choice.localizer or models.localizer)
+        check_segmenter(loc.config, seg, strict=False)
+        loc_predictor = LocalizerPredictor(loc, TextEncoder(), device=device)
+    prompts: PromptSource
+    if box_file is not None:
+        prompts = box_file
+    else:
+        assert loc_predictor is not None and text is not None  # loaded above whenever there are no boxes
+        prompts = LocalizerPrompts(loc_predictor, text, top_k)
+    predictor = SegmenterPredictor(seg, device=device, encoder_batch=batch_size)
+    step = None
+    if dhead is not None and head_spec is not None:
+        step = DiagnosisStep(Diagnoser(dhead), head_spec, loc_predictor, gate_prompt)
+    return _Pipeline(predictor, prompts, model, step)
+
+
+def _run_group(run: _Pipeline, items: list, out: Path, text: str | None, batch_size: int, overwrite: bool,
+               failed: list) -> list:
+    """Segment one modality's inputs into ``out``; returns every failure so far (``errors.csv`` holds them)."""
+    from radvlsm.pipeline.segment import run_segment
+
+    progress = Progress(TextColumn("diagnose" if run.step else "segment"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=console)
     with progress:
         task = progress.add_task("segment", total=len(items))
         summary = run_segment(
-            items, out, predictor, prompts, model_name=model, prompt_text=text, batch_size=batch_size,
-            overwrite=overwrite, problems=problems, on_progress=lambda n: progress.advance(task, n), diagnosis=step,
+            items, out, run.predictor, run.prompts, model_name=run.model, prompt_text=text, batch_size=batch_size,
+            overwrite=overwrite, problems=failed, on_progress=lambda n: progress.advance(task, n),
+            diagnosis=run.step,
         )
-    if step is not None:
+    if run.step is not None:
         log.info("diagnoses → %s", out / "diagnoses.csv")
     log.info("%d image(s) segmented, %d already done, %d failed in %.1f s (%.1f images/s) → %s",
-             summary.written, summary.skipped, len(summary.failed), summary.seconds, summary.images_per_s, out)
-    if summary.failed:
-        log.warning("failed inputs (also in %s):", out / "errors.csv")
-        for p in summary.failed:
-            log.warning("  %s: %s", p.path, p.reason)
+             summary.written, summary.skipped, len(summary.failed) - len(failed), summary.seconds,
+             summary.images_per_s, out)
+    return list(summary.failed)

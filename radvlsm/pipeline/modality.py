@@ -2,16 +2,23 @@
 
 ``radvlsm segment`` / ``diagnose --modality M`` take the segmenter, localizer, diagnosis head and domain gate
 of :data:`MODEL_SETS` ``[M]`` unless ``--model``, ``--localizer``, ``--head`` or ``--domain-prompt`` name others.
-Without ``--modality`` the dermoscopy set is used (the embedded ``default`` models, which also segment
-colonoscopy images).
+Without ``--modality``, DICOM inputs go by their Modality tag (US → ultrasound, ES → colonoscopy, XC →
+dermoscopy; :func:`group_by_modality`) and other files take the dermoscopy set (the embedded ``default`` models,
+which also segment colonoscopy images).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from types import MappingProxyType
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from radvlsm.pipeline.inputs import InputItem
 
 
 class Modality(str, Enum):
@@ -49,3 +56,43 @@ MODEL_SETS: Mapping[Modality, ModelSet] = MappingProxyType({
 def model_set(modality: Modality | None) -> ModelSet:
     """The models of ``modality`` (``None``: dermoscopy's, the embedded defaults)."""
     return MODEL_SETS[modality or Modality.DERMOSCOPY]
+
+
+#: DICOM Modality codes (tag (0008,0060)) and the modality whose models serve them.
+DICOM_MODALITIES: Mapping[str, Modality] = MappingProxyType({
+    "US": Modality.ULTRASOUND,
+    "ES": Modality.COLONOSCOPY,
+    "XC": Modality.DERMOSCOPY,
+})
+
+
+#: File endings that are never DICOM (DICOM files end in .dcm or in nothing at all).
+NOT_DICOM = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".nii", ".nii.gz")
+
+
+def modality_of(path: Path) -> Modality | None:
+    """The modality a DICOM file declares (its Modality tag, read without the pixels), ``None`` for other files,
+    for codes radvlsm has no models for, and for files that cannot be read (reading them later says why)."""
+    if path.is_dir() or path.name.lower().endswith(NOT_DICOM):
+        return None
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality"])
+    except (InvalidDicomError, OSError, ValueError, TypeError, AttributeError, KeyError):
+        return None
+    return DICOM_MODALITIES.get(str(ds.get("Modality", "")).strip().upper())
+
+
+def group_by_modality(
+    items: Sequence[InputItem], modality: Modality | None = None
+) -> list[tuple[Modality | None, list[InputItem]]]:
+    """Inputs grouped by the modality whose models segment them, groups in order of first appearance.
+
+    ``modality`` (the user's ``--modality``) puts every input in one group; otherwise each DICOM input goes by
+    its Modality tag (:func:`modality_of`) and other files to the group ``None`` (the default models).
+    """
+    if modality is not None:
+        return [(modality, list(items))]
+    groups: dict[Modality | None, list[InputItem]] = {}
+    for it in items:
+        groups.setdefault(modality_of(it.path), []).append(it)
+    return list(groups.items())

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from typer.testing import CliRunner
 
 from radvlsm.cli.app import app
 from radvlsm.fusion.predictor import EMBEDDED_HEADS
-from radvlsm.pipeline.modality import MODEL_SETS, Modality, model_set
+from radvlsm.pipeline.inputs import InputItem
+from radvlsm.pipeline.modality import MODEL_SETS, Modality, group_by_modality, modality_of, model_set
 from radvlsm.stage1_localize.build import EMBEDDED_LOCALIZERS
 from radvlsm.stage2_segment.build import EMBEDDED_MODELS
 
@@ -30,3 +33,19 @@ def test_unknown_modality_and_missing_head_are_clear_errors(tmp_path: Path) -> N
     assert res.exit_code == 2 and "xray" in res.output and "ultrasound" in res.output
     res = runner.invoke(app, ["diagnose", str(tmp_path), "-o", str(tmp_path / "out"), "--modality", "colonoscopy"])
     assert res.exit_code == 2 and "no diagnosis head for colonoscopy" in " ".join(res.output.split())
+
+
+def test_dicom_inputs_go_by_their_modality_tag(tmp_path: Path, us_cine: Callable[..., Path]) -> None:
+    frames = np.full((2, 32, 32), 100, np.uint8)
+    us = us_cine(tmp_path / "cine.dcm", frames)
+    scope = us_cine(tmp_path / "scope", frames, modality="ES")  # DICOM files need no ending
+    ct = us_cine(tmp_path / "ct.dcm", frames, modality="CT")
+    jpeg = tmp_path / "photo.jpg"
+    jpeg.write_bytes(b"not read: a JPEG is never DICOM")
+    assert modality_of(us) is Modality.ULTRASOUND and modality_of(scope) is Modality.COLONOSCOPY
+    assert modality_of(ct) is None and modality_of(jpeg) is None and modality_of(tmp_path) is None
+    items = [InputItem(p.name, p) for p in (jpeg, us, ct, scope)]
+    groups = group_by_modality(items)
+    assert [(m, [i.case_id for i in g]) for m, g in groups] == [
+        (None, ["photo.jpg", "ct.dcm"]), (Modality.ULTRASOUND, ["cine.dcm"]), (Modality.COLONOSCOPY, ["scope"])]
+    assert group_by_modality(items, Modality.DERMOSCOPY) == [(Modality.DERMOSCOPY, items)]
