@@ -22,6 +22,7 @@ gets one line per epoch.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -329,7 +330,8 @@ def train_segmenter(
         from radvlsm.stage2_segment.build import load_segmenter
 
         start = load_segmenter(cfg.init_from)
-        if start.config != cfg.model:
+        # the box prior only switches an input on (SAM's mask prompt, whose weights every model has)
+        if dataclasses.replace(start.config, box_prior=cfg.model.box_prior) != cfg.model:
             raise ConfigError(f"{cfg.init_from}: its model config differs from this run's; fine-tune with its own")
         model.load_state_dict(start.state_dict())
         log.info("starting from the weights of %s", cfg.init_from)
