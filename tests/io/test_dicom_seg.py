@@ -1,0 +1,47 @@
+"""DICOM SEG of a mask, on the IBSI lung phantom's real CT series: the SEG holds exactly the mask's voxels and
+references the series it was made from."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pytest
+
+from radvlsm.errors import InputError
+from radvlsm.io import read_image, read_mask
+from radvlsm.io.dicom_seg import source_datasets, write_dicom_seg
+
+
+def test_series_mask_round_trips_through_a_seg(ibsi_phantom_root: Path, tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    record = read_image(ibsi_phantom_root / "dicom" / "image")
+    mask = read_mask(ibsi_phantom_root / "nifti" / "mask.nii.gz", like=record)
+    sources = source_datasets(record)
+    assert [str(ds.SOPInstanceUID) for ds in sources] == list(record.instance_uids)
+    with caplog.at_level(logging.DEBUG):
+        path = write_dicom_seg(record, mask, tmp_path / "seg" / "phantom.dcm", label="GTV-1", sources=sources)
+    seg = hd.seg.segread(path)
+    assert seg.Modality == "SEG" and seg.SegmentSequence[0].SegmentLabel == "GTV-1"
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == record.series_uid
+    assert seg.StudyInstanceUID == sources[0].StudyInstanceUID
+    back = seg.get_pixels_by_source_instance(source_sop_instance_uids=list(record.instance_uids),
+                                             segment_numbers=[1], ignore_spatial_locations=True)[..., 0]
+    assert back.shape == mask.shape and np.array_equal(back.astype(bool), mask.astype(bool))
+    assert str(sources[0].PatientName) not in caplog.text  # highdicom's warnings quote it: silenced
+    assert not list((tmp_path / "seg").glob(".*tmp"))
+
+
+def test_bad_requests_are_clear_errors(ibsi_phantom_root: Path, tmp_path: Path) -> None:
+    record = read_image(ibsi_phantom_root / "dicom" / "image")
+    sources = source_datasets(record)
+    with pytest.raises(InputError, match="do not fit"):
+        write_dicom_seg(record, np.ones((2, 3, 4), bool), tmp_path / "a.dcm", sources=sources)
+    with pytest.raises(InputError, match="empty"):
+        write_dicom_seg(record, np.zeros(record.pixels.shape, bool), tmp_path / "b.dcm", sources=sources)
+    png = read_image(Path(__file__).resolve().parents[2] / "data" / "samples" / "masks" / "IMD009.png")
+    with pytest.raises(InputError, match="needs a DICOM input"):
+        write_dicom_seg(png, np.ones(png.pixels.shape[:2], bool), tmp_path / "c.dcm")
+    assert not (tmp_path / "a.dcm").exists() and not (tmp_path / "b.dcm").exists()
