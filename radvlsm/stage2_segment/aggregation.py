@@ -13,18 +13,29 @@ every side (:func:`box_window`): a box prompt says where the lesion is, and a ma
 The margin (0.2, chosen on Kvasir-SEG val and PH2 folds 1-4: it never lowered Dice there, 0.05 and 0.1 cut
 into the noisy protocol's ±20% boxes) leaves room for boxes that are off; ``None`` cuts nothing.
 
+A model folder may carry its own settings in ``aggregation.json`` (:data:`AGGREGATION_FILE`, written by the
+training recipe, which chooses the presence threshold on its validation images): they travel with the weights
+and replace these defaults wherever the model is used.
+
 ``best_iou`` (keep the candidate with the highest predicted IoU) and ``mean`` (plain average) are the two
 baselines this is measured against (``benchmarks/segmenter_accuracy.py``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Literal
 
 import torch
 
+from radvlsm.errors import ConfigError
+
 Method = Literal["reliability", "best_iou", "mean"]
+METHODS = ("reliability", "best_iou", "mean")
+#: The file in a model folder holding that model's aggregation settings.
+AGGREGATION_FILE = "aggregation.json"
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,28 @@ class AggregationConfig:
     score_power: float = 1.0
     presence_threshold: float = 0.5
     box_margin: float | None = 0.2
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, source: Path | None = None) -> AggregationConfig:
+        """Parse and check; unknown keys, a wrong method or out-of-range values raise :class:`ConfigError`."""
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{source}: not valid JSON ({exc})") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: aggregation settings must be a JSON object")
+        unknown = sorted(set(raw) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"{source}: unknown aggregation keys {unknown}")
+        cfg = cls(**raw)
+        if cfg.method not in METHODS:
+            raise ConfigError(f"{source}: method must be one of {METHODS}, not {cfg.method!r}")
+        if not 0.0 <= cfg.presence_threshold <= 1.0 or (cfg.box_margin is not None and cfg.box_margin < 0):
+            raise ConfigError(f"{source}: presence_threshold must lie in [0, 1] and box_margin be >= 0")
+        return cfg
 
 
 def box_window(boxes: torch.Tensor, hw: tuple[int, int], frame: float, margin: float) -> torch.Tensor:

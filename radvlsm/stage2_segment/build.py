@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from segment_anything.modeling import ImageEncoderViT, PromptEncoder, TwoWayTransformer
 
 from radvlsm.errors import ConfigError
+from radvlsm.stage2_segment.aggregation import AGGREGATION_FILE, AggregationConfig
 from radvlsm.stage2_segment.config import SegmenterConfig
 from radvlsm.stage2_segment.modeling import BatchedMaskDecoder, CompactImageEncoder, LesionSegmenter
 
@@ -143,10 +144,14 @@ def save_segmenter(model: LesionSegmenter, out_dir: str | Path) -> Path:
 
 
 def load_own(path: str | Path) -> LesionSegmenter:
-    """Load our own segmenter from a folder (or its ``model.safetensors``) holding ``config.json``."""
+    """Load our own segmenter from a folder (or its ``model.safetensors``) holding ``config.json``, with the
+    folder's ``aggregation.json`` when there is one (``model.aggregation``, else ``None``)."""
     cfg_path, text, state, weights = read_weights(path, "model")
     model = build_from_config(SegmenterConfig.from_json(text, cfg_path))
     load_state_checked(model, state, weights)
+    agg_path = cfg_path.parent / AGGREGATION_FILE
+    if agg_path.is_file():
+        model.aggregation = AggregationConfig.from_json(agg_path.read_text(encoding="utf-8"), agg_path)
     return model.eval()
 
 

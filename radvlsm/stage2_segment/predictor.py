@@ -92,13 +92,14 @@ class SegmenterPredictor:
         self,
         model: LesionSegmenter,
         device: str | torch.device = "cpu",
-        aggregation: AggregationConfig = AggregationConfig(),
+        aggregation: AggregationConfig | None = None,
         encoder_batch: int = 16,
         max_prompts_per_pass: int = PROMPTS_PER_PASS,
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
-        self.aggregation = aggregation
+        # the caller's settings, else the model's own (aggregation.json beside its weights), else the defaults
+        self.aggregation = aggregation or model.aggregation or AggregationConfig()
         self.transform = ResizeTransform(model.config.image_size, model.config.resize_mode)
         self.encoder_batch = encoder_batch
         self.max_prompts_per_pass = max_prompts_per_pass

@@ -8,7 +8,9 @@ Data, by :class:`TrainingDomain` (the training parts of the splits of record, :m
   normal images teach the localizer, not the box-prompted segmenter); validation on BUSI ``val``.
 
 Validation Dice is computed each epoch for monitoring only: the exported model is the last epoch's, chosen by no
-validation figure. ``init_from`` starts from an existing model's weights (fine-tuning) instead of at random.
+validation figure; only the aggregation's presence threshold is chosen on the validation images
+(:func:`choose_presence_threshold`, written to ``final/aggregation.json``). ``init_from`` starts from an
+existing model's weights (fine-tuning) instead of at random.
 
 Prompts: for every image, ``candidates`` boxes drawn MedSAM-style from the ground-truth box with random
 edge jitter of increasing size, and with probability ``negative_prob`` one box that holds no lesion (its
@@ -52,6 +54,7 @@ from radvlsm.data.splits import (
 )
 from radvlsm.errors import ConfigError
 from radvlsm.io import read_image, read_mask, to_display_rgb
+from radvlsm.stage2_segment.aggregation import AGGREGATION_FILE, AggregationConfig
 from radvlsm.stage2_segment.build import build_from_config, save_segmenter
 from radvlsm.stage2_segment.config import SegmenterConfig
 from radvlsm.stage2_segment.losses import LossWeights, segmenter_loss
@@ -279,6 +282,48 @@ def validate(model: LesionSegmenter, data: CachedSet, batch_size: int = 32) -> d
     return {k: float(np.mean(v)) for k, v in dices.items()}
 
 
+#: Presence thresholds :func:`choose_presence_threshold` tries (the highest wins a tie: it rejects more).
+PRESENCE_THRESHOLDS = (0.5, 0.3, 0.2, 0.1, 0.0)
+
+
+def choose_presence_threshold(
+    model: LesionSegmenter, val: CachedSet, thresholds: Sequence[float] = PRESENCE_THRESHOLDS, batch_size: int = 16,
+) -> tuple[float, dict[float, float]]:
+    """The aggregation's presence threshold that gives the best mean Dice on the validation images, prompted by
+    their exact ground-truth boxes (a box a user draws holds a lesion: a presence head that doubts it there
+    should not blank the mask). Returns the threshold and the mean Dice of each one tried."""
+    from radvlsm.stage2_segment.predictor import SegmenterPredictor
+
+    predictor = SegmenterPredictor(model, aggregation=AggregationConfig())
+    dices: dict[float, list[float]] = {t: [] for t in thresholds}
+    for start in range(0, len(val.case_ids), batch_size):
+        masks = val.masks[start : start + batch_size]
+        keep = [i for i, m in enumerate(masks) if m.any()]
+        if not keep:
+            continue
+        predictor.set_images([val.images[start + i] for i in keep])
+        cands = predictor.decode_candidates([mask_to_box(masks[i])[None] for i in keep])
+        for c, i in zip(cands, keep, strict=True):
+            gt = masks[i].astype(bool)
+            for t in thresholds:
+                pred = predictor.aggregate(c, dataclasses.replace(predictor.aggregation, presence_threshold=t)).mask
+                denom = pred.sum() + gt.sum()
+                dices[t].append(1.0 if denom == 0 else 2 * float(np.logical_and(pred, gt).sum()) / denom)
+    means = {t: float(np.mean(v)) for t, v in dices.items() if v}
+    best = max(means, key=lambda t: (round(means[t], 4), t))
+    return best, means
+
+
+def write_aggregation(model: LesionSegmenter, val: CachedSet, out_dir: Path) -> AggregationConfig:
+    """Choose the presence threshold on ``val`` and write ``OUT/aggregation.json`` beside the weights."""
+    best, means = choose_presence_threshold(model, val)
+    log.info("presence threshold %.1f chosen on %d validation images (mean Dice by threshold: %s)", best,
+             len(val.case_ids), ", ".join(f"{t:.1f}: {d:.4f}" for t, d in means.items()))
+    cfg = AggregationConfig(presence_threshold=best)
+    (out_dir / AGGREGATION_FILE).write_text(cfg.to_json() + "\n", encoding="utf-8")
+    return cfg
+
+
 def warmup_cosine(warm: int, total: int) -> Callable[[int], float]:
     """Learning-rate factor per optimiser step: linear warm-up over ``warm`` steps, then cosine down to 1% at
     step ``total`` (for ``LambdaLR``; the localizer's recipe uses it too)."""
@@ -390,4 +435,5 @@ def train_segmenter(
                                          "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history})
     model.eval()
     save_segmenter(model, out_dir / "final")
+    model.aggregation = write_aggregation(model, val, out_dir / "final")
     return model

@@ -8,6 +8,7 @@ import torch
 from segment_anything.modeling import PromptEncoder
 from torch import nn
 
+from radvlsm.stage2_segment.aggregation import AggregationConfig
 from radvlsm.stage2_segment.config import SegmenterConfig
 from radvlsm.stage2_segment.modeling.mask_decoder import BatchedMaskDecoder, DecoderOutput
 
@@ -51,6 +52,8 @@ class LesionSegmenter(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(config.pixel_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(config.pixel_std).view(1, 3, 1, 1), persistent=False)
         self._dense_pe: torch.Tensor | None = None
+        #: the aggregation settings that travel with the weights (``aggregation.json``), ``None``: defaults
+        self.aggregation: AggregationConfig | None = None
 
     @property
     def device(self) -> torch.device:
