@@ -6,6 +6,8 @@ Data, by :class:`TrainingDomain` (the training parts of the splits of record, :m
   and Kvasir-SEG ``train``; validation on PH2's hold-out fold and Kvasir-SEG ``val``;
 - ``ultrasound``: BUSI ``train`` and BUS-BRA folds other than its hold-out fold (lesion images only; BUSI's
   normal images teach the localizer, not the box-prompted segmenter); validation on BUSI ``val``.
+- ``ct``: the axial slices holding nodule voxels of LIDC ``train`` nodules, as zoomed crops around the nodule
+  (:mod:`radvlsm.stage2_segment.volume`); validation on LIDC ``val``.
 
 Validation Dice is computed each epoch for monitoring only: the exported model is the last epoch's, chosen by no
 validation figure; only the aggregation's presence threshold is chosen on the validation images
@@ -50,6 +52,7 @@ from radvlsm.data.splits import (
     busbra_folds,
     busi_split,
     kvasir_split,
+    lidc_split,
     ph2_folds,
 )
 from radvlsm.errors import ConfigError
@@ -68,6 +71,7 @@ class TrainingDomain(str, Enum):
 
     DERMOSCOPY_COLONOSCOPY = "dermoscopy-colonoscopy"
     ULTRASOUND = "ultrasound"
+    CT = "ct"
 
 
 @dataclass(frozen=True)
@@ -163,11 +167,42 @@ def ultrasound_training_data(datasets_root: Path, size: int) -> TrainingSets:
     return TrainingSets(((busi_train, 2), (bra_train, 1)), val)
 
 
+def _ct_crops(cases: Sequence[LesionCase], size: int, seed: int | None) -> CachedSet:
+    """Every nodule-holding axial slice of ``cases`` (CT volumes, HU) as ``size``² crops; with ``seed``, half the
+    crops are centred on the nodule's 3-D box instead of the slice's own box."""
+    from radvlsm.io import Modality
+    from radvlsm.stage2_segment.volume import nodule_slice_crops
+
+    ids: list[str] = []
+    imgs, msks = [], []
+    for case in cases:
+        rng = None if seed is None else np.random.default_rng([seed, len(ids)])
+        vol = read_image(case.image_path, modality=Modality.CT)
+        crops = nodule_slice_crops(vol.pixels, read_mask(case.mask_path, like=vol), case.case_id, size, rng)
+        ids += crops.ids
+        imgs.append(crops.images)
+        msks.append(crops.masks)
+    return CachedSet(tuple(ids), ("lidc",) * len(ids), np.concatenate(imgs), np.concatenate(msks))
+
+
+def ct_training_data(datasets_root: Path, size: int, seed: int = 2026) -> TrainingSets:
+    """LIDC nodules ``train``, every axial slice holding nodule voxels as a zoomed crop around a prompt box (the
+    slice's mask box or the nodule's 3-D box, :func:`radvlsm.stage2_segment.volume.nodule_slice_crops`);
+    validation LIDC ``val`` (crops around each slice's own box)."""
+    lidc = read_dataset(datasets_root / "lidc-nodules", "lidc-nodules")
+    split = lidc_split()
+    train = _ct_crops(lidc.subset(split.ids("train")).cases, size, seed)
+    val = _ct_crops(lidc.subset(split.ids("val")).cases, size, None)
+    return TrainingSets(((train, 1),), val)
+
+
 def training_sets(datasets_root: Path, cfg: TrainConfig) -> TrainingSets:
     """The training and validation images of ``cfg.domain``."""
     size = cfg.model.image_size
     if cfg.domain is TrainingDomain.ULTRASOUND:
         return ultrasound_training_data(datasets_root, size)
+    if cfg.domain is TrainingDomain.CT:
+        return ct_training_data(datasets_root, size, cfg.seed)
     ph2_train, kv_train, val = shared_training_data(datasets_root, size)
     return TrainingSets(((ph2_train, cfg.ph2_repeat), (kv_train, 1)), val)
 
