@@ -9,13 +9,16 @@ Layout::
     OUT/diagnoses.csv         (diagnose) one row per case, assembled from records/
     OUT/errors.csv            inputs that failed in the latest run, with the reason
 
-Each file is written atomically, so a killed run leaves whole files only; a case whose record is missing
-is done again by the next run.
+Each file is written atomically (:func:`radvlsm.io.writers.atomic_write`: a temporary file in the same folder,
+then :func:`os.replace`), so a killed run or a killed worker leaves whole files only; a case whose record is
+missing is done again by the next run (or by the retry of its batch), which rewrites the same files. The CSVs are
+assembled from the records, so a case appears in them once however often it was attempted.
 """
 
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import logging
 from collections.abc import Iterable, Sequence
@@ -121,6 +124,28 @@ class OutputFolder:
     def write_record(self, record: CaseRecord) -> None:
         with atomic_write(self.record_path(record.case_id)) as fh:
             fh.write(record.to_json() + "\n")
+
+    def read_record(self, case_id: str) -> CaseRecord | None:
+        """The record of ``case_id``, ``None`` when there is none (or it cannot be read: the case is redone)."""
+        path = self.record_path(case_id)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        try:
+            return CaseRecord.from_json(text)
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning("%s: unreadable record, ignored (%s)", path, exc)
+            return None
+
+    def forget(self, case_id: str) -> None:
+        """Remove the record of study ``case_id`` and those of its frames (``<case>_f0000`` …), so that it is
+        not done any more; its mask and overlay stay until they are rewritten."""
+        self.record_path(case_id).unlink(missing_ok=True)
+        prefix = f"{case_id}_f"
+        for p in self.records.glob(f"{glob.escape(prefix)}*.json"):
+            if p.stem[len(prefix):].isdigit():
+                p.unlink(missing_ok=True)
 
     def read_records(self) -> list[CaseRecord]:
         out = []

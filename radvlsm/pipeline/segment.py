@@ -1,11 +1,16 @@
-"""The batch behind ``radvlsm segment``: read, prompt, segment and write, image batch by image batch."""
+"""The batch behind ``radvlsm segment`` and ``diagnose``: read, prompt, segment, diagnose and write, batch by batch.
+
+:class:`StudyWork` is the per-study work; the executors (:mod:`radvlsm.pipeline.executor`: in this process, or on
+Ray workers) only distribute batches of studies to it. :func:`plan_studies` says what is left to do,
+:func:`write_summaries` assembles the CSVs from the records on disk at the end.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -205,6 +210,8 @@ def _write_case(
     out: OutputFolder, im: LoadedImage, cands: Candidates | None, result: SegmentationResult | None, model: str,
     prompt: str | None, diagnosis: Diagnosis | None = None, diagnosis_status: str | None = None,
 ) -> CaseRecord:
+    """Write one case's mask and overlay (atomically) and return its record, not yet written: the record marks
+    the case done, so it goes last (:meth:`StudyWork.process`)."""
     cid = im.item.case_id
     mask = result.mask if result is not None else np.zeros(im.hw, dtype=bool)
     write_png_mask(out.mask_path(cid), mask)
@@ -219,7 +226,7 @@ def _write_case(
         for c in (result.candidates if result is not None else ())
     )
     status = result.status if result is not None else "not_found"
-    rec = CaseRecord(
+    return CaseRecord(
         case_id=cid, input=str(im.item.path), image_size=im.hw, status=status,
         reliability=round(result.reliability, 5) if result is not None else 0.0,
         area_px=int(mask.sum()), bbox=result.bbox if result is not None else None, candidates=candidates,
@@ -228,8 +235,165 @@ def _write_case(
         embedding=round_floats(result.embedding, 5) if result is not None and status == "ok" else (),
         diagnosis=diagnosis, diagnosis_status=diagnosis_status,
     )
-    out.write_record(rec)
-    return rec
+
+
+def study_done(out: OutputFolder, case_id: str, *, diagnose: bool) -> bool:
+    """Whether the study (one input) ``case_id`` is done in ``out``: its record and mask exist (for a multi-frame
+    input, those of its first frame, which is written after all its other frames). ``diagnose`` redoes studies
+    a plain ``segment`` run left without a diagnosis."""
+    rec = out.read_record(case_id)
+    if rec is None:
+        rec = out.read_record(frame_case_id(case_id, 0))
+    if rec is None or not out.mask_path(rec.case_id).is_file():
+        return False
+    return not diagnose or rec.diagnosis_status is not None or rec.status != "ok"
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What :meth:`StudyWork.process` did with one batch of studies.
+
+    Attributes:
+        studies: the studies (inputs) of the batch, whatever became of them.
+        written: the case ids written (a multi-frame input writes one per frame).
+        found_done: studies found already done in OUT and left alone (a batch retried after a worker died
+            mid-batch finds what that worker finished).
+        problems: the studies (or frames) that failed, with the reason.
+    """
+
+    studies: int
+    written: tuple[str, ...] = ()
+    found_done: tuple[str, ...] = ()
+    problems: tuple[InputProblem, ...] = ()
+
+
+class StudyWork:
+    """The per-study work of ``segment`` and ``diagnose``, the one code path every executor runs.
+
+    :meth:`process` takes a batch of studies: leaves those already done in OUT, reads the others, embeds them in
+    one image-encoder pass, asks ``prompts`` for the box candidates, decodes all candidates of the batch in one
+    batched pass, diagnoses each lesion found (with ``diagnosis``) and writes each case's mask, overlay and
+    record under OUT, each file atomically and the record last: a case is either done, whole, or not at all,
+    and doing it again rewrites the same files. A study that fails is returned with its reason; the batch goes on.
+
+    The local executor runs it in-process, a Ray worker holds one built from a spec; the summary CSVs are
+    assembled from the records on disk at the end (:func:`write_summaries`), never by a worker. Thread-safe:
+    reading happens outside a lock, the models inside, so two threads calling :meth:`process` overlap one
+    batch's reading with another's model work.
+    """
+
+    def __init__(
+        self, out_dir: Path, predictor: SegmenterPredictor, prompts: PromptSource, *, model_name: str,
+        prompt_text: str | None = None, diagnosis: DiagnosisStep | None = None,
+    ) -> None:
+        self.out = OutputFolder(out_dir).create()
+        self.predictor = predictor
+        self.prompts = prompts
+        self.model_name = model_name
+        self.prompt_text = prompt_text
+        self.diagnosis = diagnosis
+        self._lock = threading.Lock()
+
+    def process(self, items: Sequence[InputItem]) -> BatchOutcome:
+        """Do the studies of ``items`` that are not done yet (see the class)."""
+        todo, found_done = [], []
+        for it in items:
+            (found_done if study_done(self.out, it.case_id, diagnose=self.diagnosis is not None) else todo).append(it)
+        loaded = _load_batch(todo)
+        problems = [x for x in loaded if isinstance(x, InputProblem)]
+        ok = [x for x in loaded if isinstance(x, LoadedImage)]
+        written: list[str] = []
+        if ok:
+            with self._lock:
+                written = self._run(ok, problems)
+        return BatchOutcome(len(items), tuple(written), tuple(it.case_id for it in found_done), tuple(problems))
+
+    def _run(self, ok: list[LoadedImage], failed: list[InputProblem]) -> list[str]:
+        predictor, diagnosis = self.predictor, self.diagnosis
+        predictor.set_images([x.rgb for x in ok])
+        cands = self.prompts.candidates(ok, predictor)
+        seg_idx = [i for i, c in enumerate(cands) if isinstance(c, Candidates)]
+        results: dict[int, SegmentationResult] = {}
+        if seg_idx:
+            sets = predictor.decode_candidates(
+                [cands[i].boxes for i in seg_idx],  # type: ignore[union-attr]
+                [cands[i].scores for i in seg_idx],  # type: ignore[union-attr]
+                image_index=seg_idx,
+            )
+            results = {i: predictor.aggregate(s) for i, s in zip(seg_idx, sets, strict=True)}
+        admitted = diagnosis.admits(predictor) if diagnosis is not None else [True] * len(ok)
+        written: list[str] = []
+        first_frames: list[CaseRecord] = []  # a multi-frame input's first frame marks it done: written last
+        for i, im in enumerate(ok):
+            c = cands[i]
+            if isinstance(c, InputProblem):
+                failed.append(c)
+                continue
+            res = results.get(i)
+            diag, diag_status = None, None
+            if diagnosis is not None and res is not None and res.status == "ok":
+                if not admitted[i]:
+                    diag_status = "out_of_domain"
+                else:
+                    try:
+                        diag, diag_status = diagnosis.run(im, res), "ok"
+                    except (RadvlsmError, ValueError) as exc:
+                        failed.append(InputProblem(im.item.path, f"diagnosis failed: {exc}"))
+                        continue
+            try:
+                rec = _write_case(self.out, im, c, res, self.model_name, self.prompt_text, diag, diag_status)
+                if im.input_case and rec.case_id == frame_case_id(im.input_case, 0):
+                    first_frames.append(rec)
+                else:
+                    self.out.write_record(rec)
+                written.append(rec.case_id)
+            except OSError as exc:
+                failed.append(InputProblem(im.item.path, f"cannot write outputs ({exc})"))
+        for rec in first_frames:
+            try:
+                self.out.write_record(rec)
+            except OSError as exc:
+                written.remove(rec.case_id)
+                failed.append(InputProblem(Path(rec.input), f"cannot write outputs ({exc})"))
+        return written
+
+
+def plan_studies(
+    out_dir: Path, items: Sequence[InputItem], *, diagnose: bool, overwrite: bool
+) -> tuple[list[InputItem], list[InputItem]]:
+    """Split ``items`` into the studies to do and those already done in ``out_dir`` (:func:`study_done`); with
+    ``overwrite`` all are to do (then :func:`forget_studies` them once the models are loaded). Reads only."""
+    if overwrite:
+        return list(items), []
+    out = OutputFolder(out_dir)
+    todo, done = [], []
+    for it in items:
+        (done if study_done(out, it.case_id, diagnose=diagnose) else todo).append(it)
+    return todo, done
+
+
+def forget_studies(out_dir: Path, items: Sequence[InputItem]) -> None:
+    """Remove the records of ``items`` (``--overwrite``), so that they are not done any more: a worker retrying a
+    batch, or a rerun after this run was killed, then redoes exactly what this run has not finished. Masks and
+    overlays stay until they are rewritten."""
+    out = OutputFolder(out_dir)
+    for it in items:
+        out.forget(it.case_id)
+
+
+def write_summaries(
+    out_dir: Path, problems: Iterable[InputProblem], *, diagnose: bool, boxes: bool
+) -> None:
+    """Assemble ``results.csv`` (and ``diagnoses.csv`` with ``diagnose``, ``boxes.csv`` with ``boxes``) from every
+    record in ``out_dir``, once, at the end of a run, and write ``errors.csv`` from ``problems``."""
+    out = OutputFolder(out_dir).create()
+    records = out.read_records()
+    out.write_results_csv(records)
+    if diagnose:
+        out.write_diagnoses_csv(records)
+    if boxes:
+        out.write_boxes_csv(records)
+    out.write_errors_csv((str(p.path), p.reason) for p in problems)
 
 
 def run_segment(
@@ -246,86 +410,29 @@ def run_segment(
     on_progress: Callable[[int], None] | None = None,
     diagnosis: DiagnosisStep | None = None,
 ) -> SegmentSummary:
-    """Segment ``items`` into ``out_dir``.
+    """Segment ``items`` into ``out_dir``, in this process (the local executor over :class:`StudyWork`).
 
     Images already done (their record exists) are skipped unless ``overwrite``. Images are read one batch
-    ahead in a background thread; each batch is embedded once and all its box candidates are decoded in one
-    batched pass. With ``diagnosis``, every lesion found is diagnosed too and ``diagnoses.csv`` is written
-    (a lesion that is not found gets no diagnosis). A failing input is recorded in ``errors.csv`` and the
-    batch goes on. ``on_progress(n)`` is
-    called with the number of images finished (written, skipped or failed) after each batch.
+    ahead; each batch is embedded once and all its box candidates are decoded in one batched pass. With
+    ``diagnosis``, every lesion found is diagnosed too and ``diagnoses.csv`` is written (a lesion that is not
+    found gets no diagnosis). A failing input is recorded in ``errors.csv`` (with ``problems``) and the batch
+    goes on. ``on_progress(n)`` is called with the number of images finished (written, skipped or failed)
+    after each batch. The CSVs are assembled from the records at the end.
     """
+    from radvlsm.pipeline.executor import run_local
+
     t0 = time.perf_counter()
-    out = OutputFolder(out_dir).create()
-    failed: list[InputProblem] = list(problems)
-    records = {r.case_id: r for r in out.read_records()}
-
-    def done(case_id: str) -> bool:
-        rec = records.get(case_id) or records.get(frame_case_id(case_id, 0))
-        if rec is not None and rec.case_id != case_id:  # a multi-frame input: done when its first frame is
-            case_id = rec.case_id
-        if overwrite or rec is None or not out.mask_path(case_id).is_file():
-            return False
-        # diagnose redoes cases a plain segment run left without a diagnosis
-        return diagnosis is None or rec.diagnosis_status is not None or rec.status != "ok"
-
-    todo = [it for it in items if not done(it.case_id)]
-    skipped = len(items) - len(todo)
-    if skipped:
-        log.info("%d image(s) already done in %s (use --overwrite to redo them)", skipped, out_dir)
+    todo, done = plan_studies(out_dir, items, diagnose=diagnosis is not None, overwrite=overwrite)
+    if done:
+        log.info("%d image(s) already done in %s (use --overwrite to redo them)", len(done), out_dir)
         if on_progress:
-            on_progress(skipped)
-    written = 0
-    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-    with ThreadPoolExecutor(max_workers=1) as reader:
-        pending: Future | None = reader.submit(_load_batch, batches[0]) if batches else None
-        for bi in range(len(batches)):
-            loaded = pending.result() if pending is not None else []
-            pending = reader.submit(_load_batch, batches[bi + 1]) if bi + 1 < len(batches) else None
-            ok = [x for x in loaded if isinstance(x, LoadedImage)]
-            failed += [x for x in loaded if isinstance(x, InputProblem)]
-            if ok:
-                predictor.set_images([x.rgb for x in ok])
-                cands = prompts.candidates(ok, predictor)
-                seg_idx = [i for i, c in enumerate(cands) if isinstance(c, Candidates)]
-                results: dict[int, SegmentationResult] = {}
-                if seg_idx:
-                    sets = predictor.decode_candidates(
-                        [cands[i].boxes for i in seg_idx],  # type: ignore[union-attr]
-                        [cands[i].scores for i in seg_idx],  # type: ignore[union-attr]
-                        image_index=seg_idx,
-                    )
-                    results = {i: predictor.aggregate(s) for i, s in zip(seg_idx, sets, strict=True)}
-                admitted = diagnosis.admits(predictor) if diagnosis is not None else [True] * len(ok)
-                for i, im in enumerate(ok):
-                    c = cands[i]
-                    if isinstance(c, InputProblem):
-                        failed.append(c)
-                        continue
-                    res = results.get(i)
-                    diag, diag_status = None, None
-                    if diagnosis is not None and res is not None and res.status == "ok":
-                        if not admitted[i]:
-                            diag_status = "out_of_domain"
-                        else:
-                            try:
-                                diag, diag_status = diagnosis.run(im, res), "ok"
-                            except (RadvlsmError, ValueError) as exc:
-                                failed.append(InputProblem(im.item.path, f"diagnosis failed: {exc}"))
-                                continue
-                    try:
-                        rec = _write_case(out, im, c, res, model_name, prompt_text, diag, diag_status)
-                        records[rec.case_id] = rec
-                        written += 1
-                    except OSError as exc:
-                        failed.append(InputProblem(im.item.path, f"cannot write outputs ({exc})"))
-            out.write_results_csv(records.values())
-            if on_progress:
-                on_progress(len(batches[bi]))
-    out.write_results_csv(records.values())
-    if diagnosis is not None:
-        out.write_diagnoses_csv(records.values())
-    if prompts.proposes_boxes:
-        out.write_boxes_csv(records.values())
-    out.write_errors_csv((str(p.path), p.reason) for p in failed)
-    return SegmentSummary(written, skipped, tuple(failed), time.perf_counter() - t0, out_dir)
+            on_progress(len(done))
+    if overwrite:
+        forget_studies(out_dir, todo)
+    work = StudyWork(out_dir, predictor, prompts, model_name=model_name, prompt_text=prompt_text,
+                     diagnosis=diagnosis)
+    totals = run_local(work, todo, batch_size=batch_size, on_progress=on_progress)
+    failed = (*problems, *totals.problems)
+    write_summaries(out_dir, failed, diagnose=diagnosis is not None, boxes=prompts.proposes_boxes)
+    return SegmentSummary(len(totals.written), len(done) + len(totals.found_done), failed,
+                          time.perf_counter() - t0, out_dir)
