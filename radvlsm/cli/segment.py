@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,8 +18,10 @@ from radvlsm.errors import ConfigError, RadvlsmError
 
 if TYPE_CHECKING:
     from radvlsm.fusion.head import DiagnosisHead
+    from radvlsm.pipeline.executor import RunTotals
+    from radvlsm.pipeline.inputs import InputItem
     from radvlsm.pipeline.modality import Modality
-    from radvlsm.pipeline.segment import BoxFilePrompts, DiagnosisStep, PromptSource
+    from radvlsm.pipeline.segment import BoxFilePrompts, DiagnosisStep, PromptSource, StudyWork
     from radvlsm.stage2_segment.modeling import LesionSegmenter
     from radvlsm.stage2_segment.predictor import SegmenterPredictor
 
@@ -128,8 +133,23 @@ def diagnose(
     ),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images embedded together."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    threads: int = typer.Option(0, "--threads", min=0, help="CPU threads for the model (0: all cores)."),
+    threads: int = typer.Option(
+        0, "--threads", min=0, help="CPU threads for the model (0: all cores); with --executor ray, per worker "
+        "(0: 1), and the CPUs each worker reserves."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo images already in OUT."),
+    executor: str = typer.Option(
+        "local", "--executor", help="local: in this process | ray: on Ray worker actors, each loading the models "
+        "once (pip install 'radvlsm[ray]'); inputs and OUT must then be on storage every node sees."
+    ),
+    ray_address: str = typer.Option(
+        None, "--ray-address", help="With --executor ray: auto (the cluster 'ray start' runs here) or HOST:PORT "
+        "of its head node; default: start a local Ray on this machine."
+    ),
+    workers: int = typer.Option(
+        None, "--workers", min=1, help="With --executor ray: worker actors (default: as many as the cluster's "
+        "CPUs allow)."
+    ),
 ) -> None:
     """Segment and diagnose the lesion in each image: what segment writes, plus each lesion's class
     probabilities in the records and diagnoses.csv (an image whose lesion is not found gets no label)."""
@@ -142,31 +162,60 @@ def diagnose(
     gate = None if domain_prompt is None else " ".join(domain_prompt.split())
     run_batch(inputs, out, boxes=boxes, prompt=prompt, top_k=top_k, modality=mod,
               choice=ModelChoice(model, localizer, head, gate), batch_size=batch_size, device=device,
-              threads=threads, overwrite=overwrite, diagnose=True)
+              threads=threads, overwrite=overwrite, diagnose=True,
+              executor=_executor(executor, ray_address, workers))
+
+
+def _executor(kind: str, ray_address: str | None, workers: int | None) -> ExecutorChoice:
+    kind = kind.strip().lower()
+    if kind not in ("local", "ray"):
+        raise typer.BadParameter(f"{kind!r} is not one of local, ray", param_hint="--executor")
+    if kind == "local":
+        for value, name in ((ray_address, "--ray-address"), (workers, "--workers")):
+            if value is not None:
+                raise typer.BadParameter("only with --executor ray", param_hint=name)
+    if ray_address is not None and not ray_address.strip():
+        raise typer.BadParameter("the address is empty (auto, or HOST:PORT of the head node)",
+                                 param_hint="--ray-address")
+    return ExecutorChoice(kind, None if ray_address is None else ray_address.strip(), workers)
+
+
+@dataclass(frozen=True)
+class ExecutorChoice:
+    """Where the studies run: ``local`` (this process) or ``ray`` (worker actors; :mod:`radvlsm.pipeline.executor`),
+    on the cluster at ``ray_address`` (``None``: a local Ray started for the run) with ``workers`` actors."""
+
+    kind: str = "local"
+    ray_address: str | None = None
+    workers: int | None = None
 
 
 def run_batch(
     inputs: list[Path], out: Path, *, boxes: Path | None, prompt: str | None, top_k: int | None,
     modality: Modality | None, choice: ModelChoice, batch_size: int, device: str, threads: int, overwrite: bool,
-    diagnose: bool = False,
+    diagnose: bool = False, executor: ExecutorChoice | None = None,
 ) -> None:
     """What ``segment`` and ``diagnose`` share: check the options, find the inputs, and run each modality's
-    inputs with that modality's models (or those the user named); report failures at the end. With
-    ``diagnose`` every lesion found is diagnosed too."""
+    inputs with that modality's models (or those the user named), in this process or on Ray workers; assemble
+    the CSVs from the records at the end and report failures. With ``diagnose`` every lesion found is diagnosed
+    too. Studies already done in ``out`` are left alone (``overwrite`` redoes them); a group with nothing left
+    to do loads no model."""
     import torch
 
+    from radvlsm.pipeline.executor import ray_session
     from radvlsm.pipeline.inputs import InputProblem, discover_inputs
     from radvlsm.pipeline.modality import group_by_modality
     from radvlsm.pipeline.prompts import read_boxes_csv
-    from radvlsm.pipeline.segment import BoxFilePrompts
+    from radvlsm.pipeline.segment import BoxFilePrompts, plan_studies, write_summaries
     from radvlsm.stage1_localize.phrases import DEFAULT_PROMPT
 
+    executor = executor or ExecutorChoice()
     if boxes is not None and (prompt is not None or top_k is not None):
         raise typer.BadParameter("give either --boxes or --prompt/--top-k, not both", param_hint="--boxes")
     if prompt is not None and not prompt.strip():
         raise typer.BadParameter("the prompt is empty", param_hint="--prompt")
     dev = resolve_device(device)
-    if threads:
+    if threads and executor.kind == "local":
         torch.set_num_threads(threads)
     text = None if boxes is not None else " ".join((prompt or DEFAULT_PROMPT).split())
     try:
@@ -185,22 +234,85 @@ def run_batch(
         raise typer.Exit(1)
     groups = group_by_modality(items, modality)
     failed: list[InputProblem] = list(problems)
-    for mod, group in groups:
-        if len(groups) > 1:
-            log.info("%d input(s) of modality %s", len(group), mod.value if mod else "unknown (default models)")
-        try:
-            run = _load_pipeline(mod, choice, box_file, text, top_k, dev, batch_size, diagnose)
-        except RadvlsmError as exc:
-            if len(groups) == 1:
-                log.error("%s", exc)
-                raise typer.Exit(2) from exc
-            failed += [InputProblem(it.path, str(exc)) for it in group]
-            continue
-        failed = _run_group(run, group, out, text, batch_size, overwrite, failed)
+    written = skipped = 0
+    t0 = time.perf_counter()
+    progress = Progress(TextColumn("diagnose" if diagnose else "segment"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=console)
+    plans = [(mod, group, *plan_studies(out, group, diagnose=diagnose, overwrite=overwrite)) for mod, group in groups]
+    ray_needed = executor.kind == "ray" and any(todo for _, _, todo, _ in plans)
+    try:
+        with progress, ray_session(executor.ray_address) if ray_needed else contextlib.nullcontext():
+            task = progress.add_task("studies", total=len(items))
+
+            def advance(n: int) -> None:
+                progress.advance(task, n)
+
+            for mod, group, todo, done in plans:
+                if len(groups) > 1:
+                    log.info("%d input(s) of modality %s", len(group),
+                             mod.value if mod else "unknown (default models)")
+                if done:
+                    log.info("%d image(s) already done in %s (use --overwrite to redo them)", len(done), out)
+                    skipped += len(done)
+                    advance(len(done))
+                if not todo:
+                    continue
+                spec = PipelineSpec(mod, choice, box_file, text, top_k, dev, batch_size, diagnose, out, threads)
+                try:
+                    totals = _run_group(spec, todo, executor, advance, overwrite)
+                except RadvlsmError as exc:
+                    if len(groups) == 1:
+                        log.error("%s", exc)
+                        raise typer.Exit(2) from exc
+                    failed += [InputProblem(it.path, str(exc)) for it in todo]
+                    advance(len(todo))
+                    continue
+                written += len(totals.written)
+                skipped += len(totals.found_done)
+                failed += totals.problems
+    except KeyboardInterrupt:
+        log.warning("interrupted: what is written in %s stays; a rerun does the rest", out)
+        raise typer.Exit(130) from None
+    write_summaries(out, failed, diagnose=diagnose, boxes=text is not None)
+    seconds = time.perf_counter() - t0
+    if diagnose:
+        log.info("diagnoses → %s", out / "diagnoses.csv")
+    log.info("%d image(s) segmented, %d already done, %d failed in %.1f s (%.1f images/s) → %s", written, skipped,
+             len(failed) - len(problems), seconds, written / seconds if seconds > 0 else float("nan"), out)
     if failed:
         log.warning("failed inputs (also in %s):", out / "errors.csv")
         for p in failed:
             log.warning("  %s: %s", p.path, p.reason)
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """What one modality's pipeline is made of, by name: a worker (this process, or a Ray actor on another
+    machine) rebuilds the models from it (:meth:`build`); the models themselves never travel."""
+
+    modality: Modality | None
+    choice: ModelChoice
+    box_file: BoxFilePrompts | None
+    text: str | None
+    top_k: int | None
+    device: str
+    batch_size: int
+    diagnose: bool
+    out: Path
+    threads: int = 0
+
+    def build(self) -> StudyWork:
+        """Load the models (:func:`_load_pipeline`) and return the per-study work writing into ``out``."""
+        import torch
+
+        from radvlsm.pipeline.segment import StudyWork
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        run = _load_pipeline(self.modality, self.choice, self.box_file, self.text, self.top_k, self.device,
+                             self.batch_size, self.diagnose)
+        return StudyWork(self.out, run.predictor, run.prompts, model_name=run.model, prompt_text=self.text,
+                         diagnosis=run.step)
 
 
 @dataclass(frozen=True)
@@ -255,23 +367,24 @@ def _load_pipeline(
     return _Pipeline(predictor, prompts, model, step)
 
 
-def _run_group(run: _Pipeline, items: list, out: Path, text: str | None, batch_size: int, overwrite: bool,
-               failed: list) -> list:
-    """Segment one modality's inputs into ``out``; returns every failure so far (``errors.csv`` holds them)."""
-    from radvlsm.pipeline.segment import run_segment
+def _run_group(spec: PipelineSpec, todo: list[InputItem], executor: ExecutorChoice,
+               advance: Callable[[int], None], overwrite: bool) -> RunTotals:
+    """Run one modality's studies still to do with ``executor``; raises :class:`RadvlsmError` when its models
+    cannot be loaded (before anything in OUT is touched: ``--overwrite`` forgets the old records only then)."""
+    from radvlsm.pipeline.executor import RayOptions, absolute_items, run_local, run_ray
+    from radvlsm.pipeline.segment import forget_studies
 
-    progress = Progress(TextColumn("diagnose" if run.step else "segment"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=console)
-    with progress:
-        task = progress.add_task("segment", total=len(items))
-        summary = run_segment(
-            items, out, run.predictor, run.prompts, model_name=run.model, prompt_text=text, batch_size=batch_size,
-            overwrite=overwrite, problems=failed, on_progress=lambda n: progress.advance(task, n),
-            diagnosis=run.step,
-        )
-    if run.step is not None:
-        log.info("diagnoses → %s", out / "diagnoses.csv")
-    log.info("%d image(s) segmented, %d already done, %d failed in %.1f s (%.1f images/s) → %s",
-             summary.written, summary.skipped, len(summary.failed) - len(failed), summary.seconds,
-             summary.images_per_s, out)
-    return list(summary.failed)
+    def ready() -> None:
+        if overwrite:
+            forget_studies(spec.out, todo)
+
+    if executor.kind == "local":
+        work = spec.build()
+        ready()
+        return run_local(work, todo, batch_size=spec.batch_size, on_progress=advance)
+    cpus = spec.threads or 1
+    spec = replace(spec, out=spec.out.absolute(), threads=cpus)  # workers do not run in this folder
+    options = RayOptions(address=executor.ray_address, workers=executor.workers, cpus_per_worker=cpus,
+                         gpus_per_worker=1.0 if spec.device.startswith("cuda") else 0.0)
+    return run_ray(spec, absolute_items(todo), batch_size=spec.batch_size, options=options, on_progress=advance,
+                   on_ready=ready)
