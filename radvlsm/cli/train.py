@@ -118,7 +118,14 @@ def localizer(
 
 
 def diagnoser(
-    data: Path = typer.Option(None, "--data", help="Folder holding ph2/ (default: ../shared/datasets)."),
+    data: Path = typer.Option(
+        None, "--data", help="Folder holding ph2/, or busi/ and bus-bra/ (default: ../shared/datasets)."
+    ),
+    task_name: str = typer.Option(
+        "ph2", "--task",
+        help="What the head tells apart: ph2 (PH2 dermoscopy, 3 classes, melanoma AUC) or breast-ultrasound "
+             "(BUSI lesions + BUS-BRA, benign vs malignant; folds 1-5, fold 1 = BUSI test + BUS-BRA fold 1).",
+    ),
     segmenter_spec: str = typer.Option(
         "default", "--segmenter", help="The segmenter giving the visual features (default | model folder | spec)."
     ),
@@ -133,21 +140,25 @@ def diagnoser(
     threads: int = typer.Option(2, min=1, help="CPU threads (segmenter and xgboost)."),
     export: Path = typer.Option(None, "--export", help="Copy the final head (head.json, booster.json, card) here."),
 ) -> None:
-    """Train the diagnosis head on PH2: lesion features, cross-validation on the committed 5 folds (ablations
-    radiomics / visual / colour / fused), then the final head on all cases with its model card."""
+    """Train the diagnosis head of one task (PH2 dermoscopy or breast ultrasound): lesion features,
+    cross-validation on the task's 5 folds (ablations radiomics / visual / colour / fused), then the final head on
+    all cases with its model card."""
     import torch
 
     from radvlsm.errors import RadvlsmError
     from radvlsm.fusion.head import HeadConfig
+    from radvlsm.fusion.tasks import TASKS
     from radvlsm.fusion.train import DiagnoserConfig, MaskMode, train_diagnoser
     from radvlsm.stage2_segment.build import load_segmenter
 
     modes = [m.value for m in MaskMode]
     if masks not in modes:
         raise typer.BadParameter(f"{masks!r} is not one of {', '.join(modes)}", param_hint="--masks")
+    if task_name not in TASKS:
+        raise typer.BadParameter(f"{task_name!r} is not one of {', '.join(TASKS)}", param_hint="--task")
     torch.set_num_threads(threads)
     root = data or shared_datasets_root()
-    cfg = DiagnoserConfig(masks=MaskMode(masks), head=HeadConfig(threads=threads))
+    cfg = DiagnoserConfig(masks=MaskMode(masks), head=HeadConfig(threads=threads), task=TASKS[task_name])
     try:
         seg = load_segmenter(segmenter_spec)
         report = train_diagnoser(root, out, seg, cfg, segmenter_name=segmenter_spec, console=console)
@@ -162,15 +173,18 @@ def diagnoser(
 def _print_scores(report: object) -> None:
     from rich.table import Table
 
+    from radvlsm.fusion.tasks import TASKS
     from radvlsm.fusion.train import DiagnoserReport
 
-    assert isinstance(report, DiagnoserReport)
-    table = Table(title=f"PH2, {report.n_cases} cases, {report.masks.value} masks: cross-validated on "
-                        f"{len(report.folds)} folds")
-    for col in ("features", "n", "melanoma AUC [95% CI]", "accuracy", "balanced acc."):
+    if not isinstance(report, DiagnoserReport):
+        raise TypeError(f"expected a DiagnoserReport, not {type(report).__name__}")
+    data = TASKS[report.task].title if report.task in TASKS else report.task
+    table = Table(title=f"{data}, {report.n_cases} cases, {report.masks.value} masks: "
+                        f"cross-validated on {len(report.folds)} folds")
+    for col in ("features", "n", f"{report.positive_class} AUC [95% CI]", "accuracy", "balanced acc."):
         table.add_column(col, justify="left" if col == "features" else "right")
-    for s in report.scores:
+    for s in (*report.scores, *report.holdout_fold_scores):
         table.add_row(s.features, str(s.n_features),
-                      f"{s.melanoma_auc:.3f} [{s.melanoma_auc_low:.3f}, {s.melanoma_auc_high:.3f}]",
+                      f"{s.positive_auc:.3f} [{s.positive_auc_low:.3f}, {s.positive_auc_high:.3f}]",
                       f"{s.accuracy:.3f}", f"{s.balanced_accuracy:.3f}")
     console.print(table)

@@ -8,6 +8,7 @@ imputation/scaling/selection, the temperature, the config) and ``booster.json`` 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -167,7 +168,9 @@ def _fit_uncalibrated(X: np.ndarray, y: np.ndarray, names: Sequence[str], n_clas
     mean, scale = Xf.mean(0), Xf.std(0)
     scale = np.where(scale > 1e-12, scale, 1.0)
     Z = (Xf - mean) / scale
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        # constant columns (e.g. CIELAB a*, b* of a grayscale ultrasound image) get F = 0: never selected first
+        warnings.filterwarnings("ignore", message="Features .* are constant", category=UserWarning)
         f, _ = f_classif(Z, y)
     f = np.nan_to_num(f, nan=0.0)
     selected = np.sort(np.argsort(-f, kind="stable")[: min(cfg.k_best, Z.shape[1])])

@@ -1,15 +1,17 @@
-"""Training recipe of the diagnosis head (``radvlsm train diagnoser``) on PH2.
+"""Training recipe of the diagnosis head (``radvlsm train diagnoser``) for one :class:`DiagnosisTask`: PH2
+dermoscopy (``ph2``: 3 classes, melanoma-vs-rest AUC) or breast ultrasound (``breast-ultrasound``: BUSI lesions +
+BUS-BRA, benign vs malignant); see :mod:`radvlsm.fusion.tasks`.
 
-1. Features for every PH2 case (:func:`compute_features`), from the ground-truth mask or from the mask the
-   pipeline predicts from the ground-truth box; cached as CSV in the run folder (a rerun with the same
-   segmenter, mask mode and radiomics parameters reuses them).
-2. 5-fold cross-validation on the committed PH2 folds (:func:`cross_validate_groups`): selection, scaling and
-   calibration are fitted inside each fold's training part; a fold's test part is never used for fitting.
-   Reported: melanoma-vs-rest ROC AUC with a stratified bootstrap 95% interval, 3-class accuracy and balanced
-   accuracy; for radiomics only, visual only, colour only, radiomics + colour, and all fused; and for the
-   selection of the feature set itself, scored by nested cross-validation (each outer fold's choice is made
-   by cross-validation on the other folds only).
-3. The shipped head: fitted on all PH2 cases with the feature set of the best cross-validated melanoma AUC
+1. Features for every case of the task (:func:`compute_features`), from the ground-truth mask or from the mask
+   the pipeline predicts from the ground-truth box; cached as CSV in the run folder (a rerun with the same
+   segmenter, mask mode and radiomics parameters reuses them; a long run saves it as it goes).
+2. Cross-validation on the task's folds (:func:`cross_validate_groups`): selection, scaling and calibration are
+   fitted inside each fold's training part; a fold's test part is never used for fitting. Reported: the
+   positive class's one-vs-rest ROC AUC (melanoma; malignant) with a stratified bootstrap 95% interval, accuracy
+   and balanced accuracy over the task's classes; for radiomics only, visual only, colour only, radiomics +
+   colour, and all fused; and for the selection of the feature set itself, scored by nested cross-validation
+   (each outer fold's choice is made by cross-validation on the other folds only).
+3. The shipped head: fitted on all cases with the feature set of the best cross-validated positive-class AUC
    (the choice the nested figures score) (:func:`fit_head`), saved as JSON with a model card.
 
 :func:`train_diagnoser` runs the three steps and writes::
@@ -41,12 +43,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sklearn.metrics import roc_auc_score
 
 from radvlsm.data.boxes import mask_to_box
-from radvlsm.data.cases import LesionCase, read_dataset
-from radvlsm.data.splits import PH2_FOLDS_FILE, PH2_HOLDOUT_FOLD, ph2_folds
+from radvlsm.data.cases import LesionCase
 from radvlsm.errors import ConfigError, InputError
 from radvlsm.fusion.features import FEATURE_GROUPS, LesionFeatures, lesion_features, select_groups, stack
 from radvlsm.fusion.head import DiagnosisHead, HeadConfig, cross_validate, fit_head
 from radvlsm.fusion.radiomics import RadiomicsExtractor
+from radvlsm.fusion.tasks import PH2_CLASSES, PH2_TASK, DiagnosisTask
 from radvlsm.io import atomic_write, read_image, read_mask, to_display_rgb
 from radvlsm.metrics.classification import accuracy, balanced_accuracy, confusion_matrix, roc_auc_ci
 from radvlsm.metrics.segmentation import dice
@@ -55,8 +57,6 @@ from radvlsm.stage2_segment.predictor import SegmenterPredictor
 
 log = logging.getLogger(__name__)
 
-PH2_CLASSES = ("common_nevus", "atypical_nevus", "melanoma")
-PH2_MALIGNANT = ("melanoma",)
 ABLATIONS: dict[str, tuple[str, ...]] = {
     "radiomics": ("radiomics",),
     "visual": ("visual",),
@@ -95,7 +95,9 @@ def _gt_mask(case: LesionCase) -> np.ndarray:
 def gt_box_source(predictor: SegmenterPredictor, use_gt_mask: bool) -> MaskSource:
     """Masks from the ground truth (``use_gt_mask``) or predicted from the ground-truth box; the embedding
     always comes from the segmenter prompted with the ground-truth box (one box, score 1: what ``radvlsm
-    diagnose --boxes`` does with that box). A case with an empty ground-truth mask gives ``None``."""
+    diagnose --boxes`` does with that box). A case with an empty ground-truth mask gives ``None``; so does, with
+    predicted masks only, a case where the segmenter finds no lesion in the box (with the experts' mask the
+    case keeps its features: the embedding of the box's one candidate does not depend on that verdict)."""
 
     def source(rgb: np.ndarray, case: LesionCase) -> tuple[np.ndarray, np.ndarray] | None:
         gt = _gt_mask(case)
@@ -104,16 +106,19 @@ def gt_box_source(predictor: SegmenterPredictor, use_gt_mask: bool) -> MaskSourc
             return None
         predictor.set_images([rgb])
         res = predictor.predict([box[None]])[0]
+        if use_gt_mask:
+            return gt, res.embedding
         if res.status != "ok":
             return None
-        return (gt if use_gt_mask else res.mask), res.embedding
+        return res.mask, res.embedding
 
     return source
 
 
 def compute_features(cases: Sequence[LesionCase], source: MaskSource, extractor: RadiomicsExtractor,
                      on_case: Callable[[], None] | None = None) -> tuple[list[LesionFeatures], list[str]]:
-    """Features of each case; cases whose lesion is not found are listed in the second value."""
+    """Features of each case; cases whose lesion is not found, or whose features pyradiomics refuses (logged
+    with the reason), are listed in the second value."""
     out, missing = [], []
     for case in cases:
         rgb = to_display_rgb(read_image(case.image_path))
@@ -121,7 +126,11 @@ def compute_features(cases: Sequence[LesionCase], source: MaskSource, extractor:
         if got is None or not got[0].any():
             missing.append(case.case_id)
         else:
-            out.append(lesion_features(case.case_id, rgb, got[0], got[1], extractor))
+            try:
+                out.append(lesion_features(case.case_id, rgb, got[0], got[1], extractor))
+            except InputError as exc:
+                log.warning("case %s: no features (%s); left out", case.case_id, exc)
+                missing.append(case.case_id)
         if on_case:
             on_case()
     return out, missing
@@ -146,57 +155,61 @@ def read_features_csv(path: Path) -> list[LesionFeatures]:
 
 @dataclass(frozen=True)
 class CVScores:
-    """Cross-validated figures of one feature set."""
+    """Cross-validated figures of one feature set: the positive class's one-vs-rest ROC AUC (melanoma for PH2,
+    malignant for breast ultrasound) with its bootstrap 95% interval, accuracy and balanced accuracy over the
+    task's classes (the most probable class)."""
 
     features: str
     n_features: int
-    melanoma_auc: float
-    melanoma_auc_low: float
-    melanoma_auc_high: float
+    positive_auc: float
+    positive_auc_low: float
+    positive_auc_high: float
     accuracy: float
     balanced_accuracy: float
 
 
 def score_probabilities(name: str, n_features: int, y: np.ndarray, probs: np.ndarray, n_boot: int = 2000,
-                        seed: int = 0) -> CVScores:
-    """Figures of ``probs (n, 3)`` against ``y (n,)`` (indices into :data:`PH2_CLASSES`)."""
-    mel = (y == PH2_CLASSES.index("melanoma")).astype(int)
-    auc = roc_auc_ci(mel, probs[:, PH2_CLASSES.index("melanoma")], n_boot=n_boot, seed=seed)
+                        seed: int = 0, positive: int = PH2_TASK.positive_index) -> CVScores:
+    """Figures of ``probs (n, n_classes)`` against ``y (n,)`` (class indices); ``positive``: the index of the
+    class whose one-vs-rest AUC is scored."""
+    pos = (y == positive).astype(int)
+    auc = roc_auc_ci(pos, probs[:, positive], n_boot=n_boot, seed=seed)
     pred = probs.argmax(1)
     return CVScores(name, n_features, auc.auc, auc.low, auc.high, accuracy(y, pred), balanced_accuracy(y, pred))
 
 
-def _melanoma_auc(y: np.ndarray, probs: np.ndarray) -> float:
-    mel = (y == PH2_CLASSES.index("melanoma")).astype(int)
-    if mel.min() == mel.max():
+def _positive_auc(y: np.ndarray, probs: np.ndarray, positive: int) -> float:
+    pos = (y == positive).astype(int)
+    if pos.min() == pos.max():
         return float("nan")
-    return float(roc_auc_score(mel, probs[:, PH2_CLASSES.index("melanoma")]))
+    return float(roc_auc_score(pos, probs[:, positive]))
 
 
 def choose_feature_set(aucs: dict[str, float], sizes: dict[str, int]) -> str:
-    """The feature set with the best cross-validated melanoma AUC (rounded to 3 decimals; ties: fewer features)."""
+    """The feature set with the best cross-validated positive-class AUC (rounded to 3 decimals; ties: fewer
+    features)."""
     return max(aucs, key=lambda n: (round(aucs[n], 3) if np.isfinite(aucs[n]) else -1.0, -sizes[n]))
 
 
 def nested_selection(
     X: np.ndarray, y: np.ndarray, fold: np.ndarray, names: Sequence[str], ablations: dict[str, tuple[str, ...]],
-    cfg: HeadConfig,
+    cfg: HeadConfig, task: DiagnosisTask = PH2_TASK,
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     """Out-of-fold probabilities of the selection procedure itself: for each outer fold, the feature set is
     chosen by cross-validation on the other folds only (:func:`choose_feature_set`), a head on that set is fitted
     on them and predicts the outer fold. Returns the probabilities and the set chosen for each outer fold."""
-    probs = np.zeros((len(y), len(PH2_CLASSES)))
+    probs = np.zeros((len(y), len(task.classes)))
     chosen = []
     cols = {n: select_groups(names, g) for n, g in ablations.items()}
     for f in np.unique(fold):
         te = fold == f
         aucs = {}
         for n, c in cols.items():
-            inner = cross_validate(X[~te][:, c], y[~te], fold[~te], [names[i] for i in c], PH2_CLASSES, cfg)
-            aucs[n] = _melanoma_auc(y[~te], inner)
+            inner = cross_validate(X[~te][:, c], y[~te], fold[~te], [names[i] for i in c], task.classes, cfg)
+            aucs[n] = _positive_auc(y[~te], inner, task.positive_index)
         best = choose_feature_set(aucs, {n: len(c) for n, c in cols.items()})
         c = cols[best]
-        head = fit_head(X[~te][:, c], y[~te], [names[i] for i in c], PH2_CLASSES, cfg)
+        head = fit_head(X[~te][:, c], y[~te], [names[i] for i in c], task.classes, cfg)
         probs[te] = head.predict_proba(X[te][:, c])
         chosen.append(best)
         log.info("outer fold %s: feature set %s chosen on the other folds", f, best)
@@ -218,35 +231,37 @@ class GroupCV:
 NESTED = "selected (nested CV)"
 
 
+def _log_scores(s: CVScores, extra: str = "") -> None:
+    log.info("%-18s AUC %.3f [%.3f, %.3f]  acc %.3f  bal.acc %.3f%s", s.features, s.positive_auc, s.positive_auc_low,
+             s.positive_auc_high, s.accuracy, s.balanced_accuracy, extra)
+
+
 def cross_validate_groups(
     feats: Sequence[LesionFeatures], labels: dict[str, str], folds: dict[str, str],
     ablations: dict[str, tuple[str, ...]] = ABLATIONS, cfg: HeadConfig = HeadConfig(), n_boot: int = 2000,
-    on_ablation: Callable[[], None] | None = None,
+    on_ablation: Callable[[], None] | None = None, task: DiagnosisTask = PH2_TASK,
 ) -> GroupCV:
     """Cross-validated scores per feature set, and of choosing the set by cross-validation (nested: each outer
     fold's choice never sees that fold). The shipped head's set is the one this choice gives on all folds."""
     X, names = stack(feats)
-    y = np.array([PH2_CLASSES.index(labels[f.case_id]) for f in feats])
+    y = np.array([task.classes.index(labels[f.case_id]) for f in feats])
     fold = np.array([folds[f.case_id] for f in feats])
+    pos = task.positive_index
     scores, probs_by, aucs, sizes = [], {}, {}, {}
     for name, groups in ablations.items():
         cols = select_groups(names, groups)
-        probs = cross_validate(X[:, cols], y, fold, [names[i] for i in cols], PH2_CLASSES, cfg)
-        scores.append(score_probabilities(name, len(cols), y, probs, n_boot, cfg.seed))
-        s = scores[-1]
-        log.info("%-18s AUC %.3f [%.3f, %.3f]  acc %.3f  bal.acc %.3f", name, s.melanoma_auc, s.melanoma_auc_low,
-                 s.melanoma_auc_high, s.accuracy, s.balanced_accuracy)
-        probs_by[name], aucs[name], sizes[name] = probs, _melanoma_auc(y, probs), len(cols)
+        probs = cross_validate(X[:, cols], y, fold, [names[i] for i in cols], task.classes, cfg)
+        scores.append(score_probabilities(name, len(cols), y, probs, n_boot, cfg.seed, pos))
+        _log_scores(scores[-1])
+        probs_by[name], aucs[name], sizes[name] = probs, _positive_auc(y, probs, pos), len(cols)
         if on_ablation:
             on_ablation()
     shipped = choose_feature_set(aucs, sizes)
     if len(ablations) == 1 or len(np.unique(fold)) < 3:  # nothing to choose, or no inner folds to choose on
         return GroupCV(tuple(scores), shipped, probs_by[shipped], probs_by[shipped], ())
-    nested_probs, choices = nested_selection(X, y, fold, names, ablations, cfg)
-    scores.append(score_probabilities(NESTED, 0, y, nested_probs, n_boot, cfg.seed))
-    s = scores[-1]
-    log.info("%-18s AUC %.3f [%.3f, %.3f]  acc %.3f  bal.acc %.3f  (chosen per fold: %s)", NESTED, s.melanoma_auc,
-             s.melanoma_auc_low, s.melanoma_auc_high, s.accuracy, s.balanced_accuracy, ", ".join(choices))
+    nested_probs, choices = nested_selection(X, y, fold, names, ablations, cfg, task)
+    scores.append(score_probabilities(NESTED, 0, y, nested_probs, n_boot, cfg.seed, pos))
+    _log_scores(scores[-1], f"  (chosen per fold: {', '.join(choices)})")
     return GroupCV(tuple(scores), shipped, probs_by[shipped], nested_probs, choices)
 
 
@@ -259,12 +274,13 @@ class DiagnoserConfig:
 
     Attributes:
         masks: the mask the features are computed under (:class:`MaskMode`).
-        head: the head's hyper-parameters (the defaults of :class:`HeadConfig`: not tuned on PH2).
+        head: the head's hyper-parameters (the defaults of :class:`HeadConfig`: not tuned on the data).
         ablations: ``(name, feature groups)`` pairs cross-validated; the shipped head uses the one with the best
-            cross-validated melanoma AUC (the choice itself is scored by nested cross-validation).
+            cross-validated positive-class AUC (the choice itself is scored by nested cross-validation).
         n_boot: bootstrap replicates of the AUC interval.
-        cases: PH2 case ids to use (``None``: all); for quick runs and tests.
+        cases: case ids of the task to use (``None``: all); for quick runs and tests.
         top_features: how many features of the shipped head the model card lists by importance.
+        task: what the head tells apart, on which cases and folds (:mod:`radvlsm.fusion.tasks`).
     """
 
     masks: MaskMode = MaskMode.GT
@@ -273,10 +289,13 @@ class DiagnoserConfig:
     n_boot: int = 2000
     cases: tuple[str, ...] | None = None
     top_features: int = 15
+    task: DiagnosisTask = PH2_TASK
 
     def validate(self) -> None:
         if not isinstance(self.masks, MaskMode):
             raise ConfigError(f"masks must be one of {[m.value for m in MaskMode]}, not {self.masks!r}")
+        if not isinstance(self.task, DiagnosisTask):
+            raise ConfigError(f"task must be a DiagnosisTask (radvlsm.fusion.tasks.get_task), not {self.task!r}")
         names = [n for n, _ in self.ablations]
         if not names:
             raise ConfigError("give at least one feature set (ablation)")
@@ -323,7 +342,10 @@ class FeatureImportance:
 
 @dataclass(frozen=True)
 class DiagnoserReport:
-    """Everything :func:`train_diagnoser` measured and wrote (``OUT/cv_report.json`` holds it)."""
+    """Everything :func:`train_diagnoser` measured and wrote (``OUT/cv_report.json`` holds it).
+
+    ``holdout_fold_scores``: the out-of-fold figures on the task's hold-out fold alone, of the shipped feature
+    set and of the nested selection (empty when that fold lacks a class)."""
 
     out_dir: Path
     final_dir: Path
@@ -341,12 +363,15 @@ class DiagnoserReport:
     shipped_features: str
     nested_choices: tuple[str, ...]
     fused_confusion: tuple[tuple[int, ...], ...]
-    holdout_fold_scores: CVScores | None
+    holdout_fold_scores: tuple[CVScores, ...]
     mask_quality: MaskQuality | None
     importance: tuple[FeatureImportance, ...]
     n_features_computed: int
     seconds: float
     classes: tuple[str, ...] = PH2_CLASSES
+    task: str = PH2_TASK.name
+    positive_class: str = PH2_TASK.positive
+    holdout_fold: str = PH2_TASK.holdout_fold
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S"))
 
     def score(self, features: str) -> CVScores:
@@ -414,44 +439,42 @@ def _write_cache(out_dir: Path, key: FeatureCacheKey, cache: _Cache) -> None:
         json.dump(meta, fh, indent=1)
 
 
-def _select_cases(ph2_dir: Path, wanted: tuple[str, ...] | None) -> tuple[list[LesionCase], dict[str, str]]:
-    """The PH2 cases to use (in case-id order) and their fold."""
-    ds = read_dataset(ph2_dir, "ph2")
-    folds = dict(ph2_folds().assignment)
-    by_id = ds.by_id()
+def _select_cases(task: DiagnosisTask, datasets_root: Path, wanted: tuple[str, ...] | None
+                  ) -> tuple[list[LesionCase], dict[str, str]]:
+    """The task's cases to use (in case-id order) and their fold."""
+    all_cases, folds = task.cases(Path(datasets_root))
+    by_id = {c.case_id: c for c in all_cases}
     if wanted is not None:
         unknown = sorted(set(wanted) - set(by_id))
         if unknown:
-            raise ConfigError(f"{ph2_dir}: no case(s) {unknown[:5]}{' …' if len(unknown) > 5 else ''}")
+            raise ConfigError(f"{datasets_root}: {task.title} has no case(s) {unknown[:5]}"
+                              f"{' …' if len(unknown) > 5 else ''}")
         cases = [by_id[c] for c in sorted(set(wanted))]
     else:
         cases = [by_id[c] for c in sorted(by_id)]
     if not cases:
-        raise InputError(ph2_dir, "no PH2 case with an image and a mask")
+        raise InputError(Path(datasets_root), f"no {task.title} case with an image and a mask")
     for c in cases:
-        if c.case_id not in folds:
-            raise InputError(PH2_FOLDS_FILE, f"case {c.case_id} of {ph2_dir} has no fold")
-        if c.diagnosis not in PH2_CLASSES:
-            raise InputError(ph2_dir / "labels.csv",
-                             f"case {c.case_id}: diagnosis {c.diagnosis!r} is not one of {list(PH2_CLASSES)}")
+        if c.diagnosis not in task.classes:
+            raise InputError(c.image_path.parent.parent / "labels.csv",
+                             f"case {c.case_id}: diagnosis {c.diagnosis!r} is not one of {list(task.classes)}")
     return cases, {c.case_id: folds[c.case_id] for c in cases}
 
 
-def _check_cv_possible(y: np.ndarray, fold: np.ndarray) -> None:
-    mel = PH2_CLASSES.index("melanoma")
+def _check_cv_possible(y: np.ndarray, fold: np.ndarray, task: DiagnosisTask) -> None:
+    pos = task.positive_index
     if len(np.unique(fold)) < 2:
-        raise ConfigError("cross-validation needs cases from at least 2 PH2 folds")
-    if not (y == mel).any() or (y == mel).all():
-        raise ConfigError("the melanoma-vs-rest AUC needs both melanoma and other cases")
+        raise ConfigError(f"cross-validation needs cases from at least 2 {task.title} folds")
+    if not (y == pos).any() or (y == pos).all():
+        raise ConfigError(f"the {task.positive}-vs-rest AUC needs both {task.positive} and other cases")
     for f in np.unique(fold):
         if len(np.unique(y[fold != f])) < 2:
             raise ConfigError(f"the training part of fold {f} holds a single class")
 
 
-def _mask_quality(dice_by_case: dict[str, float], folds: dict[str, str]) -> MaskQuality | None:
+def _mask_quality(dice_by_case: dict[str, float], folds: dict[str, str], hold: str) -> MaskQuality | None:
     if not dice_by_case:
         return None
-    hold = str(PH2_HOLDOUT_FOLD)
     d_hold = [v for k, v in dice_by_case.items() if folds[k] == hold]
     d_other = [v for k, v in dice_by_case.items() if folds[k] != hold]
     return MaskQuality(len(dice_by_case), _mean(list(dice_by_case.values())), hold, len(d_hold), _mean(d_hold),
@@ -463,9 +486,14 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def recipe_command(datasets_root: Path, out_dir: Path, segmenter_name: str, cfg: DiagnoserConfig) -> str:
-    cmd = (f"radvlsm train diagnoser --data {datasets_root} --segmenter {segmenter_name} "
+    task = "" if cfg.task.name == PH2_TASK.name else f"--task {cfg.task.name} "
+    cmd = (f"radvlsm train diagnoser {task}--data {datasets_root} --segmenter {segmenter_name} "
            f"--masks {cfg.masks.value} --out {out_dir} --threads {cfg.head.threads}")
-    return cmd + (" [subset of PH2 cases]" if cfg.cases is not None else "")
+    return cmd + (f" [subset of {cfg.task.title} cases]" if cfg.cases is not None else "")
+
+
+#: A long feature computation saves the cache after every this many cases (a killed run resumes from there).
+CACHE_EVERY = 100
 
 
 def train_diagnoser(
@@ -478,23 +506,25 @@ def train_diagnoser(
     device: str = "cpu",
     console: Console | None = None,
 ) -> DiagnoserReport:
-    """Features, cross-validation and the shipped head on PH2 (see the module docstring); writes ``out_dir``.
+    """Features, cross-validation and the shipped head for ``cfg.task`` (see the module docstring); writes
+    ``out_dir``.
 
-    ``datasets_root`` holds ``ph2/``; ``segmenter`` gives the visual embedding (and, with
-    ``masks=predicted``, the masks); ``segmenter_name`` is how the recipe and the model card name it.
+    ``datasets_root`` holds the task's datasets (``ph2/``; ``busi/`` and ``bus-bra/``); ``segmenter`` gives the
+    visual embedding (and, with ``masks=predicted``, the masks); ``segmenter_name`` is how the recipe and the
+    model card name it.
 
     Raises:
-        InputError: PH2 is missing or a case has no mask, fold or known diagnosis.
+        InputError: a dataset is missing or a case has no mask, fold or known diagnosis.
         ConfigError: an invalid ``cfg``, or too few cases / classes to cross-validate.
     """
     t0 = time.perf_counter()
     cfg.validate()
+    task = cfg.task
     out_dir = Path(out_dir)
-    ph2_dir = Path(datasets_root) / "ph2"
-    cases, folds = _select_cases(ph2_dir, cfg.cases)
+    cases, folds = _select_cases(task, Path(datasets_root), cfg.cases)
     labels = {c.case_id: str(c.diagnosis) for c in cases}
-    _check_cv_possible(np.array([PH2_CLASSES.index(labels[c.case_id]) for c in cases]),
-                       np.array([folds[c.case_id] for c in cases]))
+    _check_cv_possible(np.array([task.classes.index(labels[c.case_id]) for c in cases]),
+                       np.array([folds[c.case_id] for c in cases]), task)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     extractor = RadiomicsExtractor(dimension="2d")
@@ -503,26 +533,18 @@ def train_diagnoser(
     cache = _read_cache(out_dir, key)
     have = {f.case_id for f in cache.features} | set(cache.missing)
     todo = [c for c in cases if c.case_id not in have]
-    new_dice: dict[str, float] = {}
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console)
     with progress:
         if todo:
-            log.info("computing features of %d PH2 case(s) (%d cached in %s), masks: %s", len(todo),
+            log.info("computing features of %d %s case(s) (%d cached in %s), masks: %s", len(todo), task.title,
                      len(cases) - len(todo), out_dir / FEATURES_FILE, cfg.masks.value)
             predictor = SegmenterPredictor(segmenter, device=device)
             source = gt_box_source(predictor, use_gt_mask=cfg.masks is MaskMode.GT)
-            if cfg.masks is MaskMode.PREDICTED:
-                source = _recording_dice(source, new_dice)
-            task = progress.add_task("features", total=len(todo))
-            feats, missing = compute_features(todo, source, extractor, lambda: progress.advance(task))
-            old = [f for f in cache.features if f.case_id not in {g.case_id for g in feats}]
-            if old and feats and old[0].names != feats[0].names:
-                raise ConfigError(f"{out_dir / FEATURES_FILE}: the cached features have other names than this "
-                                  "version of radvlsm computes; delete the file to recompute them")
-            cache = _Cache(tuple(old + feats), tuple(sorted(set(cache.missing) | set(missing))),
-                           tuple(sorted({**dict(cache.dice), **new_dice}.items())))
-            _write_cache(out_dir, key, cache)
+            bar = progress.add_task("features", total=len(todo))
+            for i in range(0, len(todo), CACHE_EVERY):
+                cache = _extend_cache(out_dir, key, cache, todo[i:i + CACHE_EVERY], source, extractor,
+                                      cfg.masks is MaskMode.PREDICTED, lambda: progress.advance(bar))
         else:
             log.info("all %d case features reused from %s", len(cases), out_dir / FEATURES_FILE)
 
@@ -536,50 +558,73 @@ def train_diagnoser(
         if not feats:
             raise ConfigError("no case has features; nothing to train on")
         X, names = stack(feats)
-        y = np.array([PH2_CLASSES.index(labels[f.case_id]) for f in feats])
+        y = np.array([task.classes.index(labels[f.case_id]) for f in feats])
         fold = np.array([folds[f.case_id] for f in feats])
-        _check_cv_possible(y, fold)
+        _check_cv_possible(y, fold, task)
 
         ablations = dict(cfg.ablations)
-        task = progress.add_task("cross-validation", total=len(ablations))
+        bar = progress.add_task("cross-validation", total=len(ablations))
         gcv = cross_validate_groups(feats, labels, folds, ablations, cfg.head, cfg.n_boot,
-                                    lambda: progress.advance(task))
+                                    lambda: progress.advance(bar), task)
         scores, fused_probs = list(gcv.scores), gcv.shipped_probs
-        task = progress.add_task("final head", total=1)
+        bar = progress.add_task("final head", total=1)
         cols = select_groups(names, ablations[gcv.shipped])
-        head = fit_head(X[:, cols], y, [names[i] for i in cols], PH2_CLASSES, cfg.head,
-                        malignant_classes=PH2_MALIGNANT)
+        head = fit_head(X[:, cols], y, [names[i] for i in cols], task.classes, cfg.head,
+                        malignant_classes=task.malignant)
         final_dir = head.save(out_dir / FINAL_DIR)
-        progress.advance(task)
+        progress.advance(bar)
 
-    hold = fold == str(PH2_HOLDOUT_FOLD)
-    hold_scores = None
-    if hold.any() and len(np.unique(y[hold] == PH2_CLASSES.index("melanoma"))) == 2:
-        hold_scores = score_probabilities(f"{gcv.shipped} (fold {PH2_HOLDOUT_FOLD} only)", len(cols), y[hold],
-                                          fused_probs[hold], cfg.n_boot, cfg.head.seed)
-    conf = confusion_matrix(y, fused_probs.argmax(1), labels=list(range(len(PH2_CLASSES))))
+    hold = fold == task.holdout_fold
+    hold_scores: list[CVScores] = []
+    if hold.any() and len(np.unique(y[hold] == task.positive_index)) == 2:
+        rows = [(gcv.shipped, len(cols), fused_probs)]
+        if gcv.nested_choices:
+            rows.append((NESTED, 0, gcv.nested_probs))
+        hold_scores = [score_probabilities(f"{n} (fold {task.holdout_fold} only)", k, y[hold], p[hold], cfg.n_boot,
+                                           cfg.head.seed, task.positive_index) for n, k, p in rows]
+    conf = confusion_matrix(y, fused_probs.argmax(1), labels=list(range(len(task.classes))))
     dice_used = {k: v for k, v in cache.dice if k in wanted and k in by_id}
     report = DiagnoserReport(
         out_dir=out_dir, final_dir=final_dir, masks=cfg.masks, segmenter=segmenter_name,
         segmenter_fingerprint=fingerprint, recipe=recipe_command(Path(datasets_root), out_dir, segmenter_name, cfg),
         n_cases=len(feats),
-        class_counts=tuple((c, int((y == i).sum())) for i, c in enumerate(PH2_CLASSES)),
+        class_counts=tuple((c, int((y == i).sum())) for i, c in enumerate(task.classes)),
         folds=tuple(sorted(set(fold.tolist()))), missing=missing, head_config=cfg.head, n_boot=cfg.n_boot,
         scores=tuple(scores), shipped_features=gcv.shipped, nested_choices=gcv.nested_choices,
-        fused_confusion=tuple(tuple(int(v) for v in row) for row in conf), holdout_fold_scores=hold_scores,
-        mask_quality=_mask_quality(dice_used, folds) if cfg.masks is MaskMode.PREDICTED else None,
+        fused_confusion=tuple(tuple(int(v) for v in row) for row in conf), holdout_fold_scores=tuple(hold_scores),
+        mask_quality=(_mask_quality(dice_used, folds, task.holdout_fold) if cfg.masks is MaskMode.PREDICTED
+                      else None),
         importance=tuple(FeatureImportance(n, float(g)) for n, g in head.importance(cfg.top_features)),
-        n_features_computed=len(todo), seconds=time.perf_counter() - t0,
+        n_features_computed=len(todo), seconds=time.perf_counter() - t0, classes=task.classes, task=task.name,
+        positive_class=task.positive, holdout_fold=task.holdout_fold,
     )
-    _write_predictions(out_dir / CV_PREDICTIONS_FILE, feats, labels, folds, fused_probs)
+    _write_predictions(out_dir / CV_PREDICTIONS_FILE, feats, labels, folds, fused_probs, task.classes)
     with atomic_write(out_dir / CV_REPORT_JSON) as fh:
         fh.write(report.to_json() + "\n")
     with atomic_write(out_dir / CV_REPORT_MD) as fh:
-        fh.write(cv_report_markdown(report))
+        fh.write(cv_report_markdown(report, task))
     with atomic_write(final_dir / MODEL_CARD_FILE) as fh:
-        fh.write(model_card(report, head))
+        fh.write(model_card(report, head, task))
     log.info("cross-validated report → %s; shipped head → %s", out_dir / CV_REPORT_MD, final_dir)
     return report
+
+
+def _extend_cache(out_dir: Path, key: FeatureCacheKey, cache: _Cache, todo: Sequence[LesionCase],
+                  source: MaskSource, extractor: RadiomicsExtractor, record_dice: bool,
+                  on_case: Callable[[], None]) -> _Cache:
+    """Compute the features of ``todo``, merge them into ``cache`` and save it."""
+    new_dice: dict[str, float] = {}
+    if record_dice:
+        source = _recording_dice(source, new_dice)
+    feats, missing = compute_features(todo, source, extractor, on_case)
+    old = [f for f in cache.features if f.case_id not in {g.case_id for g in feats}]
+    if old and feats and old[0].names != feats[0].names:
+        raise ConfigError(f"{out_dir / FEATURES_FILE}: the cached features have other names than this "
+                          "version of radvlsm computes; delete the file to recompute them")
+    cache = _Cache(tuple(old + feats), tuple(sorted(set(cache.missing) | set(missing))),
+                   tuple(sorted({**dict(cache.dice), **new_dice}.items())))
+    _write_cache(out_dir, key, cache)
+    return cache
 
 
 def _recording_dice(source: MaskSource, into: dict[str, float]) -> MaskSource:
@@ -593,25 +638,26 @@ def _recording_dice(source: MaskSource, into: dict[str, float]) -> MaskSource:
 
 
 def _write_predictions(path: Path, feats: Sequence[LesionFeatures], labels: dict[str, str], folds: dict[str, str],
-                       probs: np.ndarray) -> None:
+                       probs: np.ndarray, classes: Sequence[str] = PH2_CLASSES) -> None:
     with atomic_write(path, newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["case_id", "fold", "diagnosis", *(f"p_{c}" for c in PH2_CLASSES), "predicted"])
+        w.writerow(["case_id", "fold", "diagnosis", *(f"p_{c}" for c in classes), "predicted"])
         for f, p in zip(feats, probs, strict=True):
             w.writerow([f.case_id, folds[f.case_id], labels[f.case_id], *(f"{v:.5f}" for v in p),
-                        PH2_CLASSES[int(np.argmax(p))]])
+                        classes[int(np.argmax(p))]])
 
 
 # ------------------------------------------------------------------------------------------- reports
 
 
-def _scores_table(scores: Sequence[CVScores]) -> str:
-    lines = ["| features | n features | melanoma-vs-rest AUC [95% CI] | 3-class accuracy | balanced accuracy |",
+def _scores_table(scores: Sequence[CVScores], r: DiagnoserReport) -> str:
+    lines = [f"| features | n features | {r.positive_class}-vs-rest AUC [95% CI] | {len(r.classes)}-class accuracy "
+             "| balanced accuracy |",
              "| --- | ---: | --- | ---: | ---: |"]
     for s in scores:
         n = s.n_features if s.n_features else "per fold"
-        lines.append(f"| {s.features} | {n} | {s.melanoma_auc:.3f} [{s.melanoma_auc_low:.3f}, "
-                     f"{s.melanoma_auc_high:.3f}] | {s.accuracy:.3f} | {s.balanced_accuracy:.3f} |")
+        lines.append(f"| {s.features} | {n} | {s.positive_auc:.3f} [{s.positive_auc_low:.3f}, "
+                     f"{s.positive_auc_high:.3f}] | {s.accuracy:.3f} | {s.balanced_accuracy:.3f} |")
     return "\n".join(lines)
 
 
@@ -642,53 +688,55 @@ def _head_origin(cfg: HeadConfig) -> str:
     return "set by the caller, not the defaults of `HeadConfig`; not tuned by this recipe"
 
 
-def _caveats(r: DiagnoserReport) -> str:
+def _caveats(r: DiagnoserReport, task: DiagnosisTask) -> str:
+    n_pos = dict(r.class_counts).get(task.positive, 0)
     return (
-        f"- The segmenter that gives the visual features was trained (for segmentation, on masks, without "
-        f"diagnoses) on PH2 folds other than {PH2_HOLDOUT_FOLD}; its features on those images come from images it "
-        f"has seen. The shipped head's figures on fold {PH2_HOLDOUT_FOLD} alone are given for comparison.\n"
+        f"- {task.segmenter_text.format(nested=NESTED)}\n"
         "- This recipe tunes no hyper-parameter of the head. The shipped feature set is chosen by the "
-        "cross-validated melanoma AUC of the ablations; that choice is optimistic on its own, so the row "
+        f"cross-validated {task.positive} AUC of the ablations; that choice is optimistic on its own, so the row "
         f"'{NESTED}' scores the whole procedure with the choice made inside each outer fold "
         f"(chosen per fold: {', '.join(r.nested_choices) or 'not run: fewer than 3 folds'}).\n"
-        f"- PH2 is small ({r.n_cases} cases, {dict(r.class_counts).get('melanoma', 0)} melanomas) and from one "
-        "centre and one dermoscope: the intervals are wide and the figures need not carry over to other "
-        "images. The head knows only PH2's three classes; it gives one of them for any image, skin or not.\n"
+        f"- {task.scope_text.format(n_cases=r.n_cases, n_positive=n_pos)}\n"
     )
 
 
-def _holdout_paragraph(r: DiagnoserReport) -> str:
-    if r.holdout_fold_scores is None:
+def _holdout_paragraph(r: DiagnoserReport, task: DiagnosisTask) -> str:
+    if not r.holdout_fold_scores:
         return ""
-    return (f"The shipped feature set on PH2 fold {PH2_HOLDOUT_FOLD} only (the segmenter's held-out fold; the same "
-            f"out-of-fold predictions):\n\n{_scores_table([r.holdout_fold_scores])}\n\n")
+    what = "The shipped feature set" + (" and the nested selection" if len(r.holdout_fold_scores) > 1 else "")
+    return f"{what} on {task.holdout_text}:\n\n{_scores_table(r.holdout_fold_scores, r)}\n\n"
 
 
-def cv_report_markdown(r: DiagnoserReport) -> str:
-    hold = _holdout_paragraph(r)
+def _class_counts(r: DiagnoserReport) -> str:
+    return ", ".join(f"{c} {n}" for c, n in r.class_counts)
+
+
+def cv_report_markdown(r: DiagnoserReport, task: DiagnosisTask = PH2_TASK) -> str:
+    hold = _holdout_paragraph(r, task)
     missing = "none" if not r.missing else ", ".join(r.missing)
+    n_cls = len(r.classes)
     return (
-        f"# Diagnosis head: cross-validated figures on PH2 ({r.masks.value} masks)\n\n"
+        f"# Diagnosis head: cross-validated figures on {task.title} ({r.masks.value} masks)\n\n"
         f"{_masks_sentence(r)}\n\n"
-        f"Cross-validated on the committed PH2 folds ({', '.join(r.folds)}): for each fold, a head fitted on the "
-        "other folds (imputation, scaling, feature selection and temperature calibration included) predicts it; "
-        "a fold's test part is never used for fitting. AUC: melanoma vs the rest, from the calibrated "
-        f"melanoma probability, with a stratified percentile bootstrap 95% interval ({r.n_boot} replicates). "
-        "Accuracy and balanced accuracy: 3 classes, the most probable class.\n\n"
-        f"Cases: {r.n_cases} ({', '.join(f'{c} {n}' for c, n in r.class_counts)}); left out (no lesion "
-        f"found): {missing}.\n\n"
-        f"{_scores_table(r.scores)}\n\n{hold}"
+        f"Cross-validated on the committed {task.title} folds ({', '.join(r.folds)}): for each fold, a head fitted "
+        "on the other folds (imputation, scaling, feature selection and temperature calibration included) predicts "
+        f"it; a fold's test part is never used for fitting. AUC: {task.positive} vs the rest, from the calibrated "
+        f"{task.positive} probability, with a stratified percentile bootstrap 95% interval ({r.n_boot} "
+        f"replicates). Accuracy and balanced accuracy: {n_cls} classes, the most probable class.\n\n"
+        f"Cases: {r.n_cases} ({_class_counts(r)}); left out (no lesion found): {missing}.\n\n"
+        f"{_scores_table(r.scores, r)}\n\n{hold}"
         f"Confusion matrix of the shipped feature set (out of fold):\n\n{_confusion_table(r)}\n\n"
         f"Recipe: `{r.recipe}` (segmenter fingerprint {r.segmenter_fingerprint}; {r.seconds:.0f} s).\n"
     )
 
 
-def model_card(r: DiagnoserReport, head: DiagnosisHead) -> str:
+def model_card(r: DiagnoserReport, head: DiagnosisHead, task: DiagnosisTask = PH2_TASK) -> str:
     cfg = ", ".join(f"{k}={v}" for k, v in asdict(r.head_config).items())
     imp = "\n".join(f"| {i} | `{f.name}` | {f.total_gain:.4g} |" for i, f in enumerate(r.importance, 1))
     fused = r.score(r.shipped_features)
+    n_cls = len(r.classes)
     return (
-        "# Model card: radvlsm diagnosis head (PH2 dermoscopy, 3 classes)\n\n"
+        f"# Model card: radvlsm diagnosis head ({task.modality}, {n_cls} classes)\n\n"
         "## What it is\n\n"
         f"An xgboost classifier over a lesion's features (feature set **{r.shipped_features}**): radiomics "
         f"({_n(head, 'original_')} pyradiomics features), the segmenter's lesion-aware visual embedding "
@@ -701,12 +749,10 @@ def model_card(r: DiagnoserReport, head: DiagnosisHead) -> str:
         f"It must be used with the segmenter it was trained with: `{r.segmenter}` (fingerprint "
         f"{r.segmenter_fingerprint}); another segmenter gives other visual features.\n\n"
         "## Data\n\n"
-        f"PH2 (Mendonça et al., EMBC 2013): dermoscopy, 768x560 RGB, {r.n_cases} cases used "
-        f"({', '.join(f'{c} {n}' for c, n in r.class_counts)}); left out: {', '.join(r.missing) or 'none'}.\n\n"
-        f"{_masks_sentence(r)}\n\n"
+        f"{task.dataset}, {r.n_cases} cases used ({_class_counts(r)}); left out: {', '.join(r.missing) or 'none'}."
+        f"\n\n{_masks_sentence(r)}\n\n"
         "## Folds\n\n"
-        "The committed 5 PH2 folds (`radvlsm/data/split_files/ph2_folds.csv`: stratified by diagnosis, seed 2026, "
-        f"see `radvlsm.data.splits`); folds used: {', '.join(r.folds)}.\n\n"
+        f"{task.folds_text}; folds used: {', '.join(r.folds)}.\n\n"
         "## Recipe\n\n"
         f"```bash\n{r.recipe}\n```\n\n"
         f"Head configuration ({_head_origin(r.head_config)}): {cfg}.\n\n"
@@ -714,18 +760,19 @@ def model_card(r: DiagnoserReport, head: DiagnosisHead) -> str:
         "These figures are cross-validated: each fold is predicted by a head fitted on the other folds only "
         "(imputation, scaling, feature selection and calibration included); each fold's test part was never used "
         "for fitting. The shipped head is then fitted on all the cases above, so it has no held-out figure of "
-        "its own: the cross-validated figures estimate it.\n\n"
-        f"{_scores_table(r.scores)}\n\n"
-        f"Shipped: **{r.shipped_features}** (AUC {fused.melanoma_auc:.3f} [{fused.melanoma_auc_low:.3f}, "
-        f"{fused.melanoma_auc_high:.3f}], accuracy {fused.accuracy:.3f}, balanced accuracy "
+        f"its own: the cross-validated figures estimate it. AUC: {task.positive} vs the rest; accuracy and "
+        f"balanced accuracy: {n_cls} classes.\n\n"
+        f"{_scores_table(r.scores, r)}\n\n"
+        f"Shipped: **{r.shipped_features}** (AUC {fused.positive_auc:.3f} [{fused.positive_auc_low:.3f}, "
+        f"{fused.positive_auc_high:.3f}], accuracy {fused.accuracy:.3f}, balanced accuracy "
         f"{fused.balanced_accuracy:.3f}).\n\n"
-        f"{_holdout_paragraph(r)}"
+        f"{_holdout_paragraph(r, task)}"
         f"Confusion matrix of the shipped feature set (out of fold):\n\n{_confusion_table(r)}\n\n"
         f"## Top {len(r.importance)} features of the shipped head\n\n"
         "By xgboost's total gain.\n\n| rank | feature | total gain |\n| ---: | --- | ---: |\n"
         f"{imp}\n\n"
         "## Limits\n\n"
-        f"{_caveats(r)}"
+        f"{_caveats(r, task)}"
         "- Research use only: not a medical device, not a diagnosis.\n"
     )
 

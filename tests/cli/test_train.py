@@ -43,3 +43,16 @@ def test_missing_dataset(small_segmenter: Path, tmp_path: Path) -> None:
                         "--out", str(tmp_path / "run"))
     assert code == 2 and f"{tmp_path / 'datasets' / 'ph2'}:notadatasetfolder" in output
     assert not (tmp_path / "run").exists()
+
+
+def test_unknown_task(tmp_path: Path) -> None:
+    code, output = _run("--task", "lung", "--out", str(tmp_path / "run"))
+    assert code == 2 and "'lung'isnotoneofph2,breast-ultrasound" in output
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_ultrasound_dataset(small_segmenter: Path, tmp_path: Path) -> None:
+    code, output = _run("--task", "breast-ultrasound", "--segmenter", str(small_segmenter), "--data",
+                        str(tmp_path / "datasets"), "--out", str(tmp_path / "run"))
+    assert code == 2 and f"{tmp_path / 'datasets' / 'busi'}:notadatasetfolder" in output
+    assert not (tmp_path / "run").exists()

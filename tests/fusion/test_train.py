@@ -1,5 +1,6 @@
 """The diagnoser recipe on a small PH2 subset (2 folds x 4 cases per class) with a small head: files written,
-finite figures, the feature cache reused, the shipped head loadable, invalid configurations refused."""
+finite figures, the feature cache reused, the shipped head loadable, invalid configurations refused; the
+breast-ultrasound task's folds, and a small run of it (2 folds x 2 classes x 2 sources x 2 cases)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import numpy as np
 import pytest
 
 from radvlsm.data.cases import read_dataset
-from radvlsm.data.splits import ph2_folds
+from radvlsm.data.splits import BUSBRA_HOLDOUT_FOLD, busbra_folds, busi_split, ph2_folds, read_labels_pairs
 from radvlsm.errors import ConfigError
 from radvlsm.fusion.head import DiagnosisHead, HeadConfig
+from radvlsm.fusion.tasks import PH2_TASK, ULTRASOUND_TASK, get_task
 from radvlsm.fusion.train import (
     ABLATIONS,
     PH2_CLASSES,
@@ -70,9 +72,9 @@ def small_run(ph2_root: Path, segmenter: tuple[str, LesionSegmenter], tmp_path_f
 def _finite_scores(report: DiagnoserReport) -> None:
     assert [s.features for s in report.scores] == list(ABLATIONS)
     for s in report.scores:
-        for v in (s.melanoma_auc, s.melanoma_auc_low, s.melanoma_auc_high, s.accuracy, s.balanced_accuracy):
+        for v in (s.positive_auc, s.positive_auc_low, s.positive_auc_high, s.accuracy, s.balanced_accuracy):
             assert np.isfinite(v) and 0.0 <= v <= 1.0, s
-        assert s.melanoma_auc_low <= s.melanoma_auc <= s.melanoma_auc_high, s
+        assert s.positive_auc_low <= s.positive_auc <= s.positive_auc_high, s
 
 
 def test_small_run_writes_report_head_and_card(small_run: tuple[DiagnoserReport, DiagnoserConfig]) -> None:
@@ -91,7 +93,7 @@ def test_small_run_writes_report_head_and_card(small_run: tuple[DiagnoserReport,
     saved = json.loads((out / "cv_report.json").read_text())
     assert saved["masks"] == "gt" and saved["n_cases"] == 24
     assert [s["features"] for s in saved["scores"]] == list(ABLATIONS)
-    assert saved["scores"][-1]["melanoma_auc"] == pytest.approx(report.score("fused").melanoma_auc)
+    assert saved["scores"][-1]["positive_auc"] == pytest.approx(report.score("fused").positive_auc)
 
     with (out / "cv_predictions.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -102,10 +104,10 @@ def test_small_run_writes_report_head_and_card(small_run: tuple[DiagnoserReport,
     # the shipped head loads from JSON and predicts every cached case
     head = DiagnosisHead.load(report.final_dir)
     feats = read_features_csv(out / "features.csv")
-    # the shipped feature set is the one with the best cross-validated melanoma AUC
-    best = max(report.scores, key=lambda s: s.melanoma_auc if s.features in dict(cfg.ablations) else -1)
-    assert report.shipped_features == best.features or round(best.melanoma_auc, 3) == round(
-        report.score(report.shipped_features).melanoma_auc, 3)
+    # the shipped feature set is the one with the best cross-validated melanoma (positive-class) AUC
+    best = max(report.scores, key=lambda s: s.positive_auc if s.features in dict(cfg.ablations) else -1)
+    assert report.shipped_features == best.features or round(best.positive_auc, 3) == round(
+        report.score(report.shipped_features).positive_auc, 3)
     groups = dict(cfg.ablations)[report.shipped_features]
     assert set(head.feature_names) == {n for n in feats[0].names if n.split("_")[0] in
                                        {"original" if g == "radiomics" else g for g in groups}}
@@ -116,12 +118,15 @@ def test_small_run_writes_report_head_and_card(small_run: tuple[DiagnoserReport,
 
     card = (report.final_dir / "MODEL_CARD.md").read_text()
     assert "cross-validated" in card and "never used for fitting" in card
-    assert report.recipe in card and "ph2_folds.csv" in card
+    assert report.recipe in card and "ph2_folds.csv" in card and "--task" not in report.recipe
+    assert "(PH2 dermoscopy, 3 classes)" in card and "melanoma-vs-rest AUC" in card and "3-class accuracy" in card
+    assert report.task == "ph2" and report.positive_class == "melanoma" and report.holdout_fold == "0"
+    assert [s.features for s in report.holdout_fold_scores] == [f"{report.shipped_features} (fold 0 only)"]
     assert 0 < len(report.importance) <= 15
     for f in report.importance:
         assert f.name in head.feature_names and f"`{f.name}`" in card
     fused = report.score(report.shipped_features)
-    assert f"{fused.melanoma_auc:.3f} [{fused.melanoma_auc_low:.3f}, {fused.melanoma_auc_high:.3f}]" in card
+    assert f"{fused.positive_auc:.3f} [{fused.positive_auc_low:.3f}, {fused.positive_auc_high:.3f}]" in card
 
 
 def test_rerun_reuses_the_features_and_predicted_masks_recompute(
@@ -157,3 +162,89 @@ def test_invalid_configurations_are_refused(ph2_root: Path, segmenter: tuple[str
     for cfg, words in bad:
         with pytest.raises(ConfigError, match=words):
             train_diagnoser(ph2_root.parent, tmp_path / "run", model, cfg)
+
+
+# ------------------------------------------------------------------------------------ breast ultrasound
+
+
+@pytest.fixture(scope="module")
+def us_root(datasets_root: Path) -> Path:
+    for name in ("busi", "bus-bra"):
+        if not (datasets_root / name).is_dir():
+            pytest.skip(f"shared dataset {name!r} not found under {datasets_root}")
+    return datasets_root
+
+
+def test_ultrasound_folds_are_complete_deterministic_and_hold_out_fold_1(us_root: Path) -> None:
+    cases, folds = ULTRASOUND_TASK.cases(us_root)
+    busi = read_dataset(us_root / "busi", "busi").cases
+    bra = read_dataset(us_root / "bus-bra", "bus-bra").cases
+    lesions = {c.case_id for c in busi if c.diagnosis != "normal"}
+    assert {c.case_id for c in cases} == lesions | {c.case_id for c in bra} == set(folds)
+    assert len(cases) == len(lesions) + len(bra) and all(c.diagnosis in ULTRASOUND_TASK.classes for c in cases)
+    assert not {c.case_id for c in busi if c.diagnosis == "normal"} & set(folds)
+    assert set(folds.values()) == {"1", "2", "3", "4", "5"} and ULTRASOUND_TASK.holdout_fold == "1"
+
+    # fold 1 = BUSI test lesions + BUS-BRA fold 1: what the ultrasound segmenter and localizer never train on
+    split, bra_folds = busi_split(), busbra_folds({c.case_id: c.labels for c in bra})
+    expected = (split.ids("test") & lesions) | bra_folds.ids(str(BUSBRA_HOLDOUT_FOLD))
+    assert {cid for cid, f in folds.items() if f == "1"} == expected
+    assert all(folds[c.case_id] == bra_folds.assignment[c.case_id] for c in bra)  # BUS-BRA: its official fold5
+
+    # BUSI train+val: folds 2-5, stratified by diagnosis, near-duplicate pairs together
+    dev = [c for c in busi if c.case_id in lesions and split.assignment[c.case_id] != "test"]
+    for cls in ULTRASOUND_TASK.classes:
+        counts = [sum(folds[c.case_id] == f and c.diagnosis == cls for c in dev) for f in "2345"]
+        assert max(counts) - min(counts) <= 5, (cls, counts)  # near-duplicate groups are dealt as one
+    for a, b in read_labels_pairs(us_root / "busi" / "near_duplicates.csv"):
+        if a in folds and b in folds:
+            assert folds[a] == folds[b], (a, b)
+
+    assert ULTRASOUND_TASK.cases(us_root) == (cases, folds)  # deterministic
+
+
+def _us_subset(us_root: Path, per_class: int = 2, folds: tuple[str, ...] = ("1", "2")) -> tuple[str, ...]:
+    """``per_class`` cases of each class from each source (BUSI, BUS-BRA) in each of ``folds``."""
+    cases, assignment = ULTRASOUND_TASK.cases(us_root)
+    ids: list[str] = []
+    for fold in folds:
+        for cls in ULTRASOUND_TASK.classes:
+            for bra in (False, True):
+                ids += [c.case_id for c in cases if assignment[c.case_id] == fold and c.diagnosis == cls
+                        and c.case_id.startswith("bus_") == bra][:per_class]
+    return tuple(ids)
+
+
+def test_small_ultrasound_run_reports_the_malignant_auc(
+    us_root: Path, segmenter: tuple[str, LesionSegmenter], tmp_path: Path,
+) -> None:
+    spec, model = segmenter
+    cfg = DiagnoserConfig(head=SMALL_HEAD, n_boot=100, cases=_us_subset(us_root), task=ULTRASOUND_TASK,
+                          ablations=(("radiomics", ("radiomics",)), ("fused", ("radiomics", "visual", "colour"))))
+    report = train_diagnoser(us_root, tmp_path / "run", model, cfg, segmenter_name=spec)
+    assert report.task == "breast-ultrasound" and report.classes == ("benign", "malignant")
+    assert report.positive_class == "malignant" and report.n_cases == 16 and not report.missing
+    assert dict(report.class_counts) == {"benign": 8, "malignant": 8} and report.folds == ("1", "2")
+    for s in (*report.scores, *report.holdout_fold_scores):
+        assert 0.0 <= s.positive_auc_low <= s.positive_auc <= s.positive_auc_high <= 1.0, s
+    assert [s.features for s in report.holdout_fold_scores] == [f"{report.shipped_features} (fold 1 only)"]
+
+    md = (report.out_dir / "cv_report.md").read_text()
+    assert "BUSI + BUS-BRA" in md and "malignant-vs-rest AUC" in md and "2-class accuracy" in md
+    assert "melanoma" not in md and "PH2" not in md
+    card = (report.final_dir / "MODEL_CARD.md").read_text()
+    assert "(breast ultrasound, 2 classes)" in card and "BUS-BRA" in card and "fold5" in card
+    assert "--task breast-ultrasound" in report.recipe and report.recipe in card
+    assert "melanoma" not in card and "PH2" not in card
+    head = DiagnosisHead.load(report.final_dir)
+    assert head.classes == ("benign", "malignant") and head.malignant_classes == ("malignant",)
+    with (report.out_dir / "cv_predictions.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 16 and all(float(r["p_benign"]) + float(r["p_malignant"]) == pytest.approx(1, abs=1e-3)
+                                   for r in rows)
+
+
+def test_unknown_task_is_refused() -> None:
+    with pytest.raises(ConfigError, match="known: ph2, breast-ultrasound"):
+        get_task("lung")
+    assert get_task("breast-ultrasound") is ULTRASOUND_TASK and get_task("ph2") is PH2_TASK
