@@ -205,8 +205,9 @@ def run_batch(
     from radvlsm.pipeline.executor import ray_session
     from radvlsm.pipeline.inputs import InputProblem, discover_inputs
     from radvlsm.pipeline.modality import group_by_modality
+    from radvlsm.pipeline.outputs import OutputFolder
     from radvlsm.pipeline.prompts import read_boxes_csv
-    from radvlsm.pipeline.segment import BoxFilePrompts, plan_studies, write_summaries
+    from radvlsm.pipeline.segment import BoxFilePrompts, plan_studies, study_done, write_summaries
     from radvlsm.stage1_localize.phrases import DEFAULT_PROMPT
 
     executor = executor or ExecutorChoice()
@@ -264,12 +265,16 @@ def run_batch(
                     if len(groups) == 1:
                         log.error("%s", exc)
                         raise typer.Exit(2) from exc
-                    failed += [InputProblem(it.path, str(exc)) for it in todo]
-                    advance(len(todo))
+                    left = [it for it in todo if not study_done(OutputFolder(out), it.case_id, diagnose=diagnose)]
+                    failed += [InputProblem(it.path, str(exc)) for it in left]
+                    advance(len(left))
                     continue
                 written += len(totals.written)
                 skipped += len(totals.found_done)
                 failed += totals.problems
+    except RadvlsmError as exc:  # Ray could not be reached or started
+        log.error("%s", exc)
+        raise typer.Exit(2) from exc
     except KeyboardInterrupt:
         log.warning("interrupted: what is written in %s stays; a rerun does the rest", out)
         raise typer.Exit(130) from None

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 import uuid
 from collections import deque
@@ -154,18 +155,38 @@ def ray_session(address: str | None) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
+    if address is not None and address != "auto":
+        _check_reachable(address)
     try:
         if address is None:
             log.info("starting a local Ray on this machine")
             ray.init(include_dashboard=False, logging_level=logging.WARNING)
         else:
             ray.init(address=address, logging_level=logging.WARNING)
+    except ray.exceptions.AuthenticationError as exc:
+        raise ConfigError(f"--ray-address {address}: the cluster refused this process's token; set RAY_AUTH_MODE=token "
+                          "and RAY_AUTH_TOKEN to the head node's `ray get-auth-token`") from exc
     except ConnectionError as exc:
-        raise ConfigError(f"--ray-address {address}: cannot connect to a Ray cluster there ({exc})") from exc
+        raise ConfigError(f"--ray-address {address}: cannot connect to a Ray cluster there ({exc}); if the cluster "
+                          "uses token authentication, set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to the head node's "
+                          "`ray get-auth-token`") from exc
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Fail fast, with the reason, when nothing listens at ``HOST:PORT`` (Ray itself retries for minutes)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"--ray-address {address!r}: expected auto or HOST:PORT (the head node's, e.g. "
+                          "10.0.0.1:6379)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(f"--ray-address {address}: no Ray head node answers there ({exc.strerror or exc}); start one "
+                          "with `ray start --head --port PORT`") from exc
 
 
 class StudyActor:

@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from radvlsm.pipeline.executor import RunTotals, _Batch, _requeue, absolute_items, batches, run_local
+from radvlsm.errors import ConfigError
+from radvlsm.pipeline.executor import (
+    RunTotals,
+    _Batch,
+    _check_reachable,
+    _requeue,
+    absolute_items,
+    batches,
+    run_local,
+)
 from radvlsm.pipeline.inputs import InputItem, discover_inputs
 from radvlsm.pipeline.prompts import read_boxes_csv
 from radvlsm.pipeline.segment import BatchOutcome, BoxFilePrompts, StudyWork
@@ -74,3 +83,15 @@ def test_local_executor_runs_every_batch(tmp_path: Path) -> None:
     totals = run_local(work, items, batch_size=4, on_progress=seen.append)
     assert sorted(totals.written) == sorted(it.case_id for it in items)
     assert sorted(seen) == [2, 4] and not totals.problems and not totals.found_done
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [("127.0.0.1:1", "no Ray head node answers there"), ("headnode", "expected auto or HOST:PORT"),
+     (":6379", "expected auto or HOST:PORT")],
+)
+def test_a_ray_address_without_a_head_node_fails_fast(address: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        _check_reachable(address, timeout_s=2)
+    assert f"--ray-address {address!r}" in str(err.value) or f"--ray-address {address}" in str(err.value)
+    assert reason in str(err.value)
