@@ -3,8 +3,8 @@
 ``radvlsm segment`` / ``diagnose --modality M`` take the segmenter, localizer, diagnosis head and domain gate
 of :data:`MODEL_SETS` ``[M]`` unless ``--model``, ``--localizer``, ``--head`` or ``--domain-prompt`` name others.
 Without ``--modality``, DICOM inputs go by their Modality tag (US → ultrasound, ES → colonoscopy, XC →
-dermoscopy; :func:`group_by_modality`) and other files take the dermoscopy set (the embedded ``default`` models,
-which also segment colonoscopy images).
+dermoscopy), plain images stored in grey by that (ultrasound), and the rest takes the dermoscopy set (the
+embedded ``default`` models, which also segment colonoscopy images); see :func:`group_by_modality`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pydicom
+from PIL import Image
 from pydicom.errors import InvalidDicomError
 
 from radvlsm.pipeline.inputs import InputItem
@@ -70,10 +71,31 @@ DICOM_MODALITIES: Mapping[str, Modality] = MappingProxyType({
 NOT_DICOM = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".nii", ".nii.gz")
 
 
+#: Plain-image modes (Pillow's) without colour: such an image, with no modality tag, is taken as ultrasound.
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+PLAIN_IMAGES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
 def modality_of(path: Path) -> Modality | None:
-    """The modality a DICOM file declares (its Modality tag, read without the pixels), ``None`` for other files,
-    for codes radvlsm has no models for, and for files that cannot be read (reading them later says why)."""
-    if path.is_dir() or path.name.lower().endswith(NOT_DICOM):
+    """The modality whose models should segment one input, from what the file says about itself.
+
+    - A DICOM file: its Modality tag (read without the pixels; :data:`DICOM_MODALITIES`).
+    - A plain image (PNG, JPEG, BMP, TIFF) stored without colour channels: ultrasound (dermoscopy and
+      colonoscopy images are colour photographs; a grey photograph-less image here is most likely a B-mode
+      frame). Only the header is read.
+    - Anything else, codes radvlsm has no models for, and files that cannot be read (reading them later says
+      why): ``None``, the default models.
+    """
+    name = path.name.lower()
+    if path.is_dir():
+        return None
+    if name.endswith(PLAIN_IMAGES):
+        try:
+            with Image.open(path) as im:
+                return Modality.ULTRASOUND if im.mode in GREY_MODES else None
+        except (OSError, ValueError, Image.DecompressionBombError):
+            return None
+    if name.endswith(NOT_DICOM):
         return None
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality"])
@@ -87,8 +109,8 @@ def group_by_modality(
 ) -> list[tuple[Modality | None, list[InputItem]]]:
     """Inputs grouped by the modality whose models segment them, groups in order of first appearance.
 
-    ``modality`` (the user's ``--modality``) puts every input in one group; otherwise each DICOM input goes by
-    its Modality tag (:func:`modality_of`) and other files to the group ``None`` (the default models).
+    ``modality`` (the user's ``--modality``) puts every input in one group; otherwise each input goes by what
+    :func:`modality_of` reads from it, ``None`` (the default models) when it says nothing.
     """
     if modality is not None:
         return [(modality, list(items))]

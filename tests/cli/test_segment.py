@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -17,16 +18,24 @@ from radvlsm.pipeline.prompts import read_boxes_csv
 from radvlsm.stage1_localize.build import DEFAULT_WEIGHTS_DIR as LOCALIZER_DIR
 from radvlsm.stage2_segment.baselines import ellipse_in_box
 from radvlsm.stage2_segment.build import DEFAULT_WEIGHTS_DIR as SEGMENTER_DIR
+from radvlsm.stage2_segment.build import EMBEDDED_MODELS
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
 PH2_SAMPLES = ("IMD009", "IMD019", "IMD061")
 KVASIR_SAMPLES = ("cju0rx1idathl0835detmsp84", "cju0s690hkp960855tjuaqvv0", "cju15l5ubz9yh0855b3ivdpse")
+US_SAMPLES = ("bus_0007-l", "bus_0009-l")  # BUS-BRA fold 1: never trained on
 
 
 @pytest.fixture(scope="module")
 def default_segmenter() -> None:
     if not (SEGMENTER_DIR / "model.safetensors").is_file():
         pytest.skip(f"the embedded default segmenter is not in {SEGMENTER_DIR}")
+
+
+@pytest.fixture(scope="module")
+def ultrasound_segmenter() -> None:
+    if not (EMBEDDED_MODELS["ultrasound"] / "model.safetensors").is_file():
+        pytest.skip(f"the embedded ultrasound segmenter is not in {EMBEDDED_MODELS['ultrasound']}")
 
 
 @pytest.fixture(scope="module")
@@ -49,17 +58,21 @@ def _dice(out: Path, case: str) -> float:
     return dice(read_mask(out / "masks" / f"{case}.png"), read_mask(SAMPLES / "masks" / f"{case}.png"))
 
 
-def test_boxes_on_samples_beat_the_ellipse(tmp_path: Path, default_segmenter: None) -> None:
+def test_boxes_on_samples_beat_the_ellipse(tmp_path: Path, default_segmenter: None, ultrasound_segmenter: None
+                                          ) -> None:
     out = tmp_path / "out"
     code, output = _run(str(SAMPLES / "images"), "-o", str(out), "--boxes", str(SAMPLES / "boxes.csv"))
     assert code == 0, output
     rows = _rows(out / "results.csv")
     assert len(rows) == 8
-    # the default is trained on dermoscopy and colonoscopy; the ultrasound samples are out of its domain
-    assert all(rows[c]["status"] == "ok" for c in (*PH2_SAMPLES, *KVASIR_SAMPLES))
+    assert all(rows[c]["status"] == "ok" for c in rows)
+    # the grey ultrasound samples went to the ultrasound model, the colour photographs to the default
+    for case in rows:
+        record = json.loads((out / "records" / f"{case}.json").read_text())
+        assert record["model"] == ("ultrasound" if case in US_SAMPLES else "default"), case
     boxes = read_boxes_csv(SAMPLES / "boxes.csv")
     ours, ellipse = [], []
-    for case in (*PH2_SAMPLES, *KVASIR_SAMPLES):
+    for case in (*PH2_SAMPLES, *KVASIR_SAMPLES, *US_SAMPLES):
         image = read_image(next((SAMPLES / "images").glob(f"{case}.*")))
         mask = read_mask(out / "masks" / f"{case}.png")
         assert mask.shape == image.pixels.shape[:2]  # same size as the input

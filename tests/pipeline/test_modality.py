@@ -41,7 +41,7 @@ def test_dicom_inputs_go_by_their_modality_tag(tmp_path: Path, us_cine: Callable
     scope = us_cine(tmp_path / "scope", frames, modality="ES")  # DICOM files need no ending
     ct = us_cine(tmp_path / "ct.dcm", frames, modality="CT")
     jpeg = tmp_path / "photo.jpg"
-    jpeg.write_bytes(b"not read: a JPEG is never DICOM")
+    jpeg.write_bytes(b"not an image: its reader will say so later")
     assert modality_of(us) is Modality.ULTRASOUND and modality_of(scope) is Modality.COLONOSCOPY
     assert modality_of(ct) is None and modality_of(jpeg) is None and modality_of(tmp_path) is None
     items = [InputItem(p.name, p) for p in (jpeg, us, ct, scope)]
@@ -49,3 +49,10 @@ def test_dicom_inputs_go_by_their_modality_tag(tmp_path: Path, us_cine: Callable
     assert [(m, [i.case_id for i in g]) for m, g in groups] == [
         (None, ["photo.jpg", "ct.dcm"]), (Modality.ULTRASOUND, ["cine.dcm"]), (Modality.COLONOSCOPY, ["scope"])]
     assert group_by_modality(items, Modality.DERMOSCOPY) == [(Modality.DERMOSCOPY, items)]
+
+
+def test_plain_images_in_grey_are_taken_as_ultrasound() -> None:
+    samples = Path(__file__).resolve().parents[2] / "data" / "samples" / "images"
+    found = {p.stem: modality_of(p) for p in samples.iterdir()}
+    assert found["bus_0007-l"] is Modality.ULTRASOUND and found["bus_0009-l"] is Modality.ULTRASOUND
+    assert found["IMD009"] is None and found["cju0rx1idathl0835detmsp84"] is None  # colour: the defaults

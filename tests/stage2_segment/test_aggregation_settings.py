@@ -1,5 +1,5 @@
 """Aggregation settings that travel with a model (``aggregation.json``) and the recipe's choice of the presence
-threshold on validation images (real images: the PH2 samples, the embedded default model)."""
+threshold and box margin on validation images (real images: the PH2 samples, the embedded default model)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,13 @@ from radvlsm.io import read_image, read_mask, to_display_rgb
 from radvlsm.stage2_segment.aggregation import AGGREGATION_FILE, AggregationConfig
 from radvlsm.stage2_segment.build import DEFAULT_WEIGHTS_DIR, load_segmenter, save_segmenter
 from radvlsm.stage2_segment.predictor import SegmenterPredictor
-from radvlsm.stage2_segment.train import PRESENCE_THRESHOLDS, CachedSet, choose_presence_threshold, write_aggregation
+from radvlsm.stage2_segment.train import (
+    BOX_MARGINS,
+    PRESENCE_THRESHOLDS,
+    CachedSet,
+    choose_aggregation,
+    write_aggregation,
+)
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
 
@@ -43,13 +49,14 @@ def test_recipe_writes_the_threshold_the_model_then_uses(tmp_path: Path, samples
         pytest.skip(f"the embedded default segmenter is not in {DEFAULT_WEIGHTS_DIR}")
     model = load_segmenter("default")
     assert model.aggregation is None  # the default ships without its own settings
-    best, means = choose_presence_threshold(model, samples_at_256)
-    assert best in PRESENCE_THRESHOLDS and set(means) == set(PRESENCE_THRESHOLDS)
-    assert means[best] == max(means.values()) and means[best] > 0.8
+    best, means = choose_aggregation(model, samples_at_256)
+    assert set(means) == {(t, m) for t in PRESENCE_THRESHOLDS for m in BOX_MARGINS}
+    chosen = (best.presence_threshold, best.box_margin)
+    assert means[chosen] == max(means.values()) and means[chosen] > 0.8
     folder = tmp_path / "model"
     save_segmenter(model, folder)
     written = write_aggregation(model, samples_at_256, folder)
-    assert (folder / AGGREGATION_FILE).is_file() and written.presence_threshold == best
+    assert (folder / AGGREGATION_FILE).is_file() and written == best
     again = load_segmenter(str(folder))
     assert again.aggregation == written
     assert SegmenterPredictor(again).aggregation == written  # the model's own settings
