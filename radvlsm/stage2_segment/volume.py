@@ -18,14 +18,28 @@ longer side (at least :data:`MIN_CROP_PX` voxels), resampled bilinearly to the m
 8 bits with :data:`NODULE_WINDOW` (-1000..400 HU) and repeated into RGB. Outside the slice the crop is air
 (:data:`PAD_HU`).
 
-Inference (:meth:`VolumeSegmenter.segment_box`): the slice holding the box's centre is segmented from the box's
-``(x0, y0, x1, y1)``; the segmentation then propagates outwards, slice by slice, each slice prompted by the
-box of the previous slice's mask (grown by :attr:`VolumeConfig.grow`, kept within the prompt box grown by
-:attr:`VolumeConfig.max_outside`), and stops where the mask vanishes, where the presence head doubts the slice
-holds the nodule, or at the box's last slice (a point prompt's box is only a guess of the extent:
-:attr:`VolumeConfig.point_z_margin` more slices are allowed). The 3-D connected components of the stacked
-masks that touch the prompt's core (its middle half) are kept. The mask has the volume's exact shape and its
-geometry.
+Inference (:meth:`VolumeSegmenter.segment_box`), by :attr:`VolumeConfig.slice_prompts`:
+
+- ``ellipsoid`` (the default): every slice the 3-D box overlaps is prompted by the box of the cross-section of
+  the ellipsoid inscribed in the 3-D box at that slice's centre (at least :attr:`VolumeConfig.min_section` of
+  the box's ``xy``). A nodule narrows towards its first and last slices; prompted there with the whole ``xy``
+  the 2-D model over-segments. On LIDC ``val`` (model after one epoch, ground-truth boxes) the 3-D Dice was
+  0.848 with these boxes, 0.807 with the box's ``xy`` on every slice, 0.793 propagating, and 0.894 with each
+  slice's own ground-truth box (the bound of any per-slice box);
+- ``propagate``: the slice holding the box's centre is segmented from the box's ``xy``; the segmentation then
+  propagates outwards, each slice prompted by the box of the previous slice's mask (grown by
+  :attr:`VolumeConfig.grow`, kept within the ``xy`` grown by :attr:`VolumeConfig.max_outside`), and stops where
+  the mask vanishes, where the presence head doubts the slice holds the nodule, or past the box's last slice
+  (plus ``z_margin`` slices);
+- ``box``: every slice the box overlaps prompted by its ``xy``.
+
+The 3-D connected components of the stacked masks that touch the prompt's core (its middle half) are kept. The
+mask has the volume's exact shape and its geometry.
+
+A point prompt (:meth:`VolumeSegmenter.segment_point`) becomes the box of the ellipsoid of its diameter
+scaled by :attr:`VolumeConfig.point_extent` (``xy``, ``z``): on LIDC ``train`` the tight box of a nodule's mask
+is 1.29 (x, y) and 1.13 (z) times its labelled diameter (medians; the masks take in the boundary voxels that a
+diameter leaves out).
 """
 
 from __future__ import annotations
@@ -42,7 +56,7 @@ import numpy as np
 from scipy import ndimage
 
 from radvlsm.data.boxes import mask_to_box
-from radvlsm.errors import InputError
+from radvlsm.errors import ConfigError, InputError
 from radvlsm.io.record import ImageRecord, VolumeGeometry
 from radvlsm.io.window import Window, apply_window
 
@@ -317,8 +331,9 @@ class VolumeConfig:
 
     Attributes:
         context, min_crop_px, window: the zoomed-crop preprocessing (as in training).
-        propagate: prompt each slice with the previous slice's mask box (else every slice of the box with the
-            box's own ``xy``).
+        slice_prompts: ``ellipsoid``, ``propagate`` or ``box``: how each slice's box comes from the 3-D box.
+        min_section: ``ellipsoid``: the smallest cross-section box, as a fraction of the box's ``xy``.
+        point_extent: ``(xy, z)`` factors from a point's diameter to its box's extent.
         grow: the previous mask's box grows by this fraction of its width / height on every side.
         max_outside: a propagated box stays within the prompt's ``xy`` grown by this fraction.
         presence_stop: propagation stops at a slice whose presence probability is below this.
@@ -329,12 +344,38 @@ class VolumeConfig:
     context: float = CROP_CONTEXT
     min_crop_px: float = MIN_CROP_PX
     window: Window = NODULE_WINDOW
-    propagate: bool = True
+    slice_prompts: str = "ellipsoid"
+    min_section: float = 0.3
+    point_extent: tuple[float, float] = (1.29, 1.13)
     grow: float = 0.1
     max_outside: float = 0.2
     presence_stop: float = 0.5
     point_z_margin: int = 2
     keep_core: bool = True
+
+    def __post_init__(self) -> None:
+        if self.slice_prompts not in SLICE_PROMPTS:
+            raise ConfigError(f"slice_prompts must be one of {SLICE_PROMPTS}, not {self.slice_prompts!r}")
+        if not 0 <= self.min_section <= 1 or min(self.point_extent) <= 0 or self.context <= 0:
+            raise ConfigError("min_section must lie in [0, 1]; point_extent and context must be positive")
+
+
+#: The ways :class:`VolumeSegmenter` prompts the slices of a 3-D box.
+SLICE_PROMPTS = ("ellipsoid", "propagate", "box")
+
+
+def section_boxes(box: VoxelBox, zs: Sequence[int], min_section: float = 0.0) -> list[np.ndarray]:
+    """XYXY boxes of the cross-sections of the ellipsoid inscribed in ``box`` at the centres of slices ``zs``
+    (each at least ``min_section`` of the box's ``xy``, centred on the box)."""
+    cx, cy, cz = box.center
+    az = (box.z1 - box.z0) / 2
+    out = []
+    for z in zs:
+        t = (z + 0.5 - cz) / az
+        f = max(min_section, math.sqrt(max(0.0, 1.0 - t * t)))
+        hw, hh = (box.x1 - box.x0) / 2 * f, (box.y1 - box.y0) / 2 * f
+        out.append(np.array([cx - hw, cy - hh, cx + hw, cy + hh]))
+    return out
 
 
 @dataclass(frozen=True)
@@ -442,8 +483,11 @@ class VolumeSegmenter:
         mask = np.zeros(hu.shape, dtype=bool)
         results: list[SliceResult] = []
         zc = min(max(math.floor(box.center[2]), zr.start), zr.stop - 1)
-        if not self.config.propagate:
-            for m, r in self._segment_slices(hu, list(zr), [prompt] * len(zr)):
+        if self.config.slice_prompts != "propagate":
+            zs = list(zr)
+            boxes = (section_boxes(box, zs, self.config.min_section) if self.config.slice_prompts == "ellipsoid"
+                     else [prompt] * len(zs))
+            for m, r in self._segment_slices(hu, zs, boxes):
                 mask[r.z] = m
                 results.append(r)
         else:
@@ -472,11 +516,17 @@ class VolumeSegmenter:
         status = "ok" if mask.any() else "not_found"
         return VolumeSegmentation(mask, volume.geometry, box, tuple(results), status)  # type: ignore[arg-type]
 
-    def segment_point(self, volume: ImageRecord, point: NodulePoint) -> VolumeSegmentation:
-        """Segment the nodule at ``point`` (scanner mm, with its diameter when known)."""
+    def point_box(self, volume: ImageRecord, point: NodulePoint) -> VoxelBox:
+        """The voxel box a point prompt segments in: its diameter's sphere scaled by ``point_extent``."""
         _check_volume(volume)
         box = point_to_box(point, volume.geometry)  # type: ignore[arg-type]
-        return self.segment_box(volume, box, z_margin=self.config.point_z_margin)
+        (cx, cy, cz), (fxy, fz) = box.center, self.config.point_extent
+        hx, hy, hz = (box.x1 - box.x0) / 2 * fxy, (box.y1 - box.y0) / 2 * fxy, (box.z1 - box.z0) / 2 * fz
+        return VoxelBox(cx - hx, cy - hy, cz - hz, cx + hx, cy + hy, cz + hz)
+
+    def segment_point(self, volume: ImageRecord, point: NodulePoint) -> VolumeSegmentation:
+        """Segment the nodule at ``point`` (scanner mm, with its diameter when known) in :meth:`point_box`."""
+        return self.segment_box(volume, self.point_box(volume, point), z_margin=self.config.point_z_margin)
 
 
 def keep_components_in_core(mask: np.ndarray, box: VoxelBox) -> np.ndarray:

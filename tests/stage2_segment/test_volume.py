@@ -12,12 +12,13 @@ import pytest
 import SimpleITK as sitk  # noqa: N813
 import torch
 
-from radvlsm.errors import InputError
+from radvlsm.errors import ConfigError, InputError
 from radvlsm.io import ImageRecord, Modality, VolumeGeometry, read_image, read_mask
 from radvlsm.stage2_segment.train import TrainingDomain
 from radvlsm.stage2_segment.volume import (
     CropFrame,
     NodulePoint,
+    VolumeConfig,
     VolumeSegmenter,
     VoxelBox,
     crop_frame,
@@ -29,6 +30,7 @@ from radvlsm.stage2_segment.volume import (
     point_to_box,
     point_voxel,
     read_points_csv,
+    section_boxes,
     uncrop_mask,
 )
 
@@ -113,6 +115,19 @@ def test_voxel_box_and_ellipsoid() -> None:
         VoxelBox(1, 1, 1, 1, 2, 2)
 
 
+def test_section_boxes_narrow_towards_the_ends() -> None:
+    box = VoxelBox(10, 20, 0, 30, 30, 5)
+    secs = section_boxes(box, range(5))
+    widths = [b[2] - b[0] for b in secs]
+    assert widths[2] == pytest.approx(20.0) and widths[0] == pytest.approx(widths[4])
+    assert widths[0] < widths[1] < widths[2]
+    assert widths[0] == pytest.approx(20 * np.sqrt(1 - 0.8**2))
+    np.testing.assert_allclose([(b[0] + b[2]) / 2 for b in secs], 20.0)
+    assert section_boxes(box, [0], min_section=0.9)[0][2] - section_boxes(box, [0], 0.9)[0][0] == pytest.approx(18.0)
+    with pytest.raises(ConfigError, match="slice_prompts"):
+        VolumeConfig(slice_prompts="sideways")
+
+
 def test_crop_round_trip() -> None:
     hw = (44, 50)
     mask = np.zeros(hw, bool)
@@ -166,9 +181,15 @@ def test_segmented_volume_keeps_shape_and_geometry(lidc_root: Path) -> None:
     assert res.status == "ok" and res.mask.any()
     inter = (res.mask & mask).sum()
     assert 2 * inter / (res.mask.sum() + mask.sum()) > 0.5  # even the model not trained on CT finds this one
-    box_res = seg.segment_box(vol, VoxelBox.from_mask(mask))
-    assert box_res.mask.shape == vol.pixels.shape
-    assert {s.z for s in box_res.slices} <= set(range(vol.pixels.shape[0]))
+    pbox = seg.point_box(vol, _point(row))
+    assert res.prompt == pbox
+    sphere = point_to_box(_point(row), vol.geometry)
+    assert pbox.x1 - pbox.x0 == pytest.approx((sphere.x1 - sphere.x0) * seg.config.point_extent[0])
+    for mode in ("ellipsoid", "propagate", "box"):
+        seg.config = VolumeConfig(slice_prompts=mode)
+        box_res = seg.segment_box(vol, VoxelBox.from_mask(mask))
+        assert box_res.mask.shape == vol.pixels.shape and box_res.status == "ok"
+        assert {s.z for s in box_res.slices} <= set(range(vol.pixels.shape[0]))
 
 
 @pytest.mark.usefixtures("one_thread")
