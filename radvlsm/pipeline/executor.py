@@ -160,7 +160,8 @@ def ray_session(address: str | None) -> Iterator[Any]:
     try:
         if address is None:
             log.info("starting a local Ray on this machine")
-            ray.init(include_dashboard=False, logging_level=logging.WARNING)
+            # "local": a new instance even where `ray start` runs a cluster (that one is --ray-address auto)
+            ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
         else:
             ray.init(address=address, logging_level=logging.WARNING)
     except ray.exceptions.AuthenticationError as exc:

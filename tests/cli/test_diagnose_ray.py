@@ -39,7 +39,7 @@ def ray_cluster() -> Iterator[Any]:
     if not (DEFAULT_HEAD_DIR / "head.json").is_file():
         pytest.skip(f"the embedded default diagnosis head is not in {DEFAULT_HEAD_DIR}")
     ray = pytest.importorskip("ray", reason="the Ray executor needs pip install 'radvlsm[ray]'")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield ray
     ray.shutdown()
 
