@@ -236,6 +236,8 @@ def run_batch(
     groups = group_by_modality(items, modality)
     failed: list[InputProblem] = list(problems)
     written = skipped = 0
+    ran = False
+    group_errors: list[str] = []
     t0 = time.perf_counter()
     progress = Progress(TextColumn("diagnose" if diagnose else "segment"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=console)
@@ -262,13 +264,12 @@ def run_batch(
                 try:
                     totals = _run_group(spec, todo, executor, advance, overwrite)
                 except RadvlsmError as exc:
-                    if len(groups) == 1:
-                        log.error("%s", exc)
-                        raise typer.Exit(2) from exc
+                    group_errors.append(str(exc))
                     left = [it for it in todo if not study_done(OutputFolder(out), it.case_id, diagnose=diagnose)]
                     failed += [InputProblem(it.path, str(exc)) for it in left]
                     advance(len(left))
                     continue
+                ran = True
                 written += len(totals.written)
                 skipped += len(totals.found_done)
                 failed += totals.problems
@@ -278,6 +279,10 @@ def run_batch(
     except KeyboardInterrupt:
         log.warning("interrupted: what is written in %s stays; a rerun does the rest", out)
         raise typer.Exit(130) from None
+    if group_errors and not ran:  # nothing could run (a --head or --model that is missing, say): an error
+        for message in dict.fromkeys(group_errors):
+            log.error("%s", message)
+        raise typer.Exit(2)
     write_summaries(out, failed, diagnose=diagnose, boxes=text is not None)
     seconds = time.perf_counter() - t0
     if diagnose:
