@@ -333,6 +333,14 @@ class _Pipeline:
     step: DiagnosisStep | None
 
 
+def _localizer_for(model: str, fallback: str) -> str:
+    """The localizer that reads ``model``'s features: the embedded one of the same name for an embedded
+    segmenter (``default``, ``ultrasound``), else ``fallback`` (checked against the segmenter when loaded)."""
+    from radvlsm.stage1_localize.build import EMBEDDED_LOCALIZERS
+
+    return model if model in EMBEDDED_LOCALIZERS else fallback
+
+
 def _load_pipeline(
     modality: Modality | None, choice: ModelChoice, box_file: BoxFilePrompts | None, text: str | None,
     top_k: int | None, device: str, batch_size: int, diagnose: bool,
@@ -361,7 +369,7 @@ def _load_pipeline(
     gate_prompt = models.domain_prompt if choice.domain_prompt is None else choice.domain_prompt
     loc_predictor = None
     if box_file is None or (diagnose and gate_prompt):
-        loc = load_localizer(choice.localizer or models.localizer)
+        loc = load_localizer(choice.localizer or _localizer_for(model, models.localizer))
         check_segmenter(loc.config, seg, strict=False)
         loc_predictor = LocalizerPredictor(loc, TextEncoder(), device=device)
     prompts: PromptSource
