@@ -140,7 +140,7 @@ def diagnose(
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo images already in OUT."),
     executor: str = typer.Option(
         "local", "--executor", help="local: in this process | ray: on Ray worker actors, each loading the models "
-        "once (pip install 'radvlsm[ray]'); inputs and OUT must then be on storage every node sees."
+        "once (pip install 'radvlsm\\[ray]'); inputs and OUT must then be on storage every node sees."
     ),
     ray_address: str = typer.Option(
         None, "--ray-address", help="With --executor ray: auto (the cluster 'ray start' runs here) or HOST:PORT "
