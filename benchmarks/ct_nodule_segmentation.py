@@ -13,8 +13,11 @@ Baselines, beside every figure: the ellipsoid inscribed in the same box; for ``p
 labelled diameter itself.
 Dice is computed in 3-D on the VOI's voxel grid against the dataset's mask.
 
-    python benchmarks/ct_nodule_segmentation.py --model runs/ct_segmenter/final \
+    python benchmarks/ct_nodule_segmentation.py --model ct \
         --json benchmarks/results/ct_nodule_segmentation.json
+
+The inference choices were made on LIDC ``val`` (``--part val``; ``--slice-prompts ellipsoid|propagate|box``,
+results in ``benchmarks/results/ct_nodule_segmentation_val_*.json``).
 """
 
 from __future__ import annotations
@@ -99,7 +102,7 @@ def summarize(rows: list[dict], kinds: tuple[str, ...]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="runs/ct_segmenter/final")
+    ap.add_argument("--model", default="ct")
     ap.add_argument("--part", default="test", choices=["test", "val"])
     ap.add_argument("--kinds", default="box,point")
     ap.add_argument("--slice-prompts", default=VolumeConfig.slice_prompts, choices=list(SLICE_PROMPTS))

@@ -4,6 +4,8 @@ Model specs (``--model`` on the command line):
 
 - ``default``: the compact model shipped inside the package (dermoscopy and colonoscopy);
 - ``ultrasound``: the compact model shipped for breast ultrasound (``weights/ultrasound/``);
+- ``ct``: the compact model shipped for CT lung nodules, on zoomed axial-slice crops (``weights/ct/``; use it
+  through :class:`radvlsm.stage2_segment.volume.VolumeSegmenter`);
 - ``compact:DIR`` or ``DIR`` / ``FILE.safetensors``: our own weights with their ``config.json``;
 - ``sam_vit_b:PATH``, ``sam_vit_l:PATH``, ``sam_vit_h:PATH``: official SAM checkpoints (``sam_vit_b_01ec64.pth`` …);
 - ``medsam:PATH``: MedSAM's ViT-B checkpoint (SAM layout; MedSAM preprocessing: stretch to 1024², scale to 0..1).
@@ -35,7 +37,11 @@ log = logging.getLogger(__name__)
 #: The embedded default model's folder inside the package.
 DEFAULT_WEIGHTS_DIR = Path(__file__).parent / "weights" / "default"
 #: Every embedded model by its spec name (each a folder of weights with its config and model card).
-EMBEDDED_MODELS = {"default": DEFAULT_WEIGHTS_DIR, "ultrasound": DEFAULT_WEIGHTS_DIR.parent / "ultrasound"}
+EMBEDDED_MODELS = {
+    "default": DEFAULT_WEIGHTS_DIR,
+    "ultrasound": DEFAULT_WEIGHTS_DIR.parent / "ultrasound",
+    "ct": DEFAULT_WEIGHTS_DIR.parent / "ct",
+}
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 

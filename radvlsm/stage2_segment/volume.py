@@ -545,3 +545,24 @@ def keep_components_in_core(mask: np.ndarray, box: VoxelBox) -> np.ndarray:
         sizes = np.bincount(labels.ravel())[1:]
         core = np.array([int(np.argmax(sizes)) + 1])
     return np.isin(labels, core)
+
+
+def segment_nodules(
+    volume: ImageRecord, points: Sequence[NodulePoint], segmenter: VolumeSegmenter,
+) -> tuple[VolumeSegmentation, ...]:
+    """Segment one nodule per point (scanner mm, e.g. from :func:`read_points_csv`) in a CT volume.
+
+    Returns one :class:`VolumeSegmentation` per point, in order, each ``(Z, Y, X)`` with the volume's geometry
+    (write it with ``radvlsm.io.write_nifti_mask(path, seg.mask, seg.geometry)``).
+
+    Raises:
+        InputError: naming the volume: not a CT volume, or a point whose box lies outside it.
+    """
+    _check_volume(volume)
+    out = []
+    for i, p in enumerate(points):
+        try:
+            out.append(segmenter.segment_point(volume, p))
+        except InputError as exc:
+            raise InputError(volume.path, f"nodule {i + 1} at ({p.x:g}, {p.y:g}, {p.z:g}) mm: {exc.reason}") from exc
+    return tuple(out)

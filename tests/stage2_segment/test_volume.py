@@ -13,7 +13,7 @@ import SimpleITK as sitk  # noqa: N813
 import torch
 
 from radvlsm.errors import ConfigError, InputError
-from radvlsm.io import ImageRecord, Modality, VolumeGeometry, read_image, read_mask
+from radvlsm.io import ImageRecord, Modality, VolumeGeometry, read_image, read_mask, write_nifti_mask
 from radvlsm.stage2_segment.train import TrainingDomain
 from radvlsm.stage2_segment.volume import (
     CropFrame,
@@ -31,6 +31,7 @@ from radvlsm.stage2_segment.volume import (
     point_voxel,
     read_points_csv,
     section_boxes,
+    segment_nodules,
     uncrop_mask,
 )
 
@@ -174,13 +175,13 @@ def test_segmented_volume_keeps_shape_and_geometry(lidc_root: Path) -> None:
     row = _labels(lidc_root)[0]
     vol = read_image(lidc_root / row["image"], modality=Modality.CT)
     mask = read_mask(lidc_root / row["mask"], like=vol)
-    seg = VolumeSegmenter(SegmenterPredictor(load_segmenter("default")))
+    seg = VolumeSegmenter(SegmenterPredictor(load_segmenter("ct")))
     res = seg.segment_point(vol, _point(row))
     assert res.mask.shape == vol.pixels.shape and res.mask.dtype == bool
     assert res.geometry == vol.geometry
     assert res.status == "ok" and res.mask.any()
     inter = (res.mask & mask).sum()
-    assert 2 * inter / (res.mask.sum() + mask.sum()) > 0.5  # even the model not trained on CT finds this one
+    assert 2 * inter / (res.mask.sum() + mask.sum()) > 0.8
     pbox = seg.point_box(vol, _point(row))
     assert res.prompt == pbox
     sphere = point_to_box(_point(row), vol.geometry)
@@ -232,3 +233,24 @@ def test_points_csv(tmp_path: Path) -> None:
     assert pts == (NodulePoint(56.2, 86.3, -115.9, 23.4), NodulePoint(-1.0, 2.0, 3.0, None))
     with pytest.raises(InputError, match="not found"):
         read_points_csv(tmp_path / "absent.csv")
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_points_csv_to_nifti_masks_in_the_volume_geometry(lidc_root: Path, tmp_path: Path) -> None:
+    from radvlsm.stage2_segment.build import load_segmenter
+    from radvlsm.stage2_segment.predictor import SegmenterPredictor
+
+    row = _labels(lidc_root)[1]
+    vol = read_image(lidc_root / row["image"], modality=Modality.CT)
+    csv_path = tmp_path / "nodules.csv"
+    csv_path.write_text(f"x,y,z,diameter_mm\n{row['coordX']},{row['coordY']},{row['coordZ']},{row['diameter_mm']}\n"
+                        "9999,9999,9999,5\n", encoding="utf-8")
+    seg = VolumeSegmenter(SegmenterPredictor(load_segmenter("default")))
+    points = read_points_csv(csv_path)
+    with pytest.raises(InputError, match=r"nodule 2 at \(9999, 9999, 9999\) mm: .*outside the volume") as exc:
+        segment_nodules(vol, points, seg)
+    assert exc.value.path == vol.path
+    [res] = segment_nodules(vol, points[:1], seg)
+    out = write_nifti_mask(tmp_path / "mask.nii.gz", res.mask, res.geometry)
+    back = read_mask(out, like=vol)  # read_mask checks shape and geometry against the volume
+    np.testing.assert_array_equal(back, res.mask)
