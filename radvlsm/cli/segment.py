@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from radvlsm.pipeline.executor import RunTotals
     from radvlsm.pipeline.inputs import InputItem
     from radvlsm.pipeline.modality import Modality
-    from radvlsm.pipeline.segment import BoxFilePrompts, DiagnosisStep, PromptSource, StudyWork
+    from radvlsm.pipeline.segment import BoxFilePrompts, DiagnosisStep, PromptSource, Work
+    from radvlsm.pipeline.volume import StudyPoints, VolumeStudyWork
     from radvlsm.stage2_segment.modeling import LesionSegmenter
     from radvlsm.stage2_segment.predictor import SegmenterPredictor
 
@@ -38,17 +39,24 @@ def resolve_device(device: str) -> str:
     return device
 
 
+POINTS_HELP = ("CSV of nodule positions for CT studies: [study,]x,y,z[,diameter_mm] in scanner mm (LIDC's "
+               "coordX/Y/Z); rows without a study serve every CT study.")
+INPUTS_HELP = ("Image files, DICOM series folders, NIfTI volumes, or folders of them (PNG, JPEG, BMP, TIFF, DICOM, "
+               "NIfTI).")
+
+
 def segment(
-    inputs: list[Path] = typer.Argument(..., help="Image files or folders (PNG, JPEG, BMP, TIFF, DICOM)."),
+    inputs: list[Path] = typer.Argument(..., help=INPUTS_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
     boxes: Path = typer.Option(None, "--boxes", help="CSV of box prompts: image,x0,y0,x1,y1[,score] (pixels)."),
+    points: Path = typer.Option(None, "--points", help=POINTS_HELP),
     prompt: str = typer.Option(
         None, "--prompt", help='Text prompt for the stage-1 localizer ("polyp"); default "lesion" without --boxes.'
     ),
     top_k: int = typer.Option(None, "--top-k", min=1, help="Candidate boxes per image from --prompt (default 5)."),
     modality: str = typer.Option(
-        None, "--modality", help="dermoscopy | colonoscopy | ultrasound: picks the embedded models for it "
-        "(default: dermoscopy's, which also segment colonoscopy)."
+        None, "--modality", help="dermoscopy | colonoscopy | ultrasound | ct: picks the embedded models for it "
+        "(default: read from each input: DICOM Modality, NIfTI = ct, grey images = ultrasound, else dermoscopy's)."
     ),
     localizer: str = typer.Option(
         None, "--localizer", help="default | ultrasound | localizer folder (with --prompt; default: the modality's)."
@@ -62,9 +70,10 @@ def segment(
     threads: int = typer.Option(0, "--threads", min=0, help="CPU threads for the model (0: all cores)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo images already in OUT."),
 ) -> None:
-    """Segment the lesion in each image, from box prompts or from a text prompt; write masks, overlays,
-    records and results.csv (and, from a text prompt, the boxes stage 1 proposed in boxes.csv)."""
-    run_batch(inputs, out, boxes=boxes, prompt=prompt, top_k=top_k, modality=_modality(modality),
+    """Segment the lesion in each image, from box prompts or from a text prompt, and the nodules of each CT
+    study from --points; write masks (NIfTI label maps and DICOM SEG for volumes), overlays, records,
+    results.csv (lesions.csv for volumes) and, from a text prompt, the boxes stage 1 proposed in boxes.csv."""
+    run_batch(inputs, out, boxes=boxes, points=points, prompt=prompt, top_k=top_k, modality=_modality(modality),
               choice=ModelChoice(model, localizer), batch_size=batch_size, device=device, threads=threads,
               overwrite=overwrite)
 
@@ -103,17 +112,18 @@ def check_head_segmenter(head: DiagnosisHead, seg: LesionSegmenter, head_spec: s
 
 
 def diagnose(
-    inputs: list[Path] = typer.Argument(..., help="Image files or folders (PNG, JPEG, BMP, TIFF, DICOM)."),
+    inputs: list[Path] = typer.Argument(..., help=INPUTS_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
     boxes: Path = typer.Option(None, "--boxes", help="CSV of box prompts: image,x0,y0,x1,y1[,score] (pixels)."),
+    points: Path = typer.Option(None, "--points", help=POINTS_HELP),
     prompt: str = typer.Option(
         None, "--prompt", help='Text prompt for the stage-1 localizer ("pigmented lesion"); default "lesion" '
         "without --boxes."
     ),
     top_k: int = typer.Option(None, "--top-k", min=1, help="Candidate boxes per image from --prompt (default 5)."),
     modality: str = typer.Option(
-        None, "--modality", help="dermoscopy | ultrasound: picks the embedded models and head for it (default: "
-        "dermoscopy's, the PH2 head)."
+        None, "--modality", help="dermoscopy | ultrasound | ct: picks the embedded models and head for it "
+        "(default: read from each input, as for segment)."
     ),
     head: str = typer.Option(
         None, "--head", help="default | ultrasound | diagnosis head folder (head.json + booster.json, from "
@@ -160,7 +170,7 @@ def diagnose(
         raise typer.BadParameter(f"radvlsm has no diagnosis head for {mod.value}; give one with --head",
                                  param_hint="--modality")
     gate = None if domain_prompt is None else " ".join(domain_prompt.split())
-    run_batch(inputs, out, boxes=boxes, prompt=prompt, top_k=top_k, modality=mod,
+    run_batch(inputs, out, boxes=boxes, points=points, prompt=prompt, top_k=top_k, modality=mod,
               choice=ModelChoice(model, localizer, head, gate), batch_size=batch_size, device=device,
               threads=threads, overwrite=overwrite, diagnose=True,
               executor=_executor(executor, ray_address, workers))
@@ -192,6 +202,7 @@ class ExecutorChoice:
 
 def run_batch(
     inputs: list[Path], out: Path, *, boxes: Path | None, prompt: str | None, top_k: int | None,
+    points: Path | None = None,
     modality: Modality | None, choice: ModelChoice, batch_size: int, device: str, threads: int, overwrite: bool,
     diagnose: bool = False, executor: ExecutorChoice | None = None,
 ) -> None:
@@ -208,6 +219,7 @@ def run_batch(
     from radvlsm.pipeline.outputs import OutputFolder
     from radvlsm.pipeline.prompts import read_boxes_csv
     from radvlsm.pipeline.segment import BoxFilePrompts, plan_studies, study_done, write_summaries
+    from radvlsm.pipeline.volume import StudyPoints
     from radvlsm.stage1_localize.phrases import DEFAULT_PROMPT
 
     executor = executor or ExecutorChoice()
@@ -221,15 +233,19 @@ def run_batch(
     text = None if boxes is not None else " ".join((prompt or DEFAULT_PROMPT).split())
     try:
         box_file = BoxFilePrompts(read_boxes_csv(boxes)) if boxes is not None else None
+        study_points = StudyPoints.read(points) if points is not None else None
     except RadvlsmError as exc:
         log.error("%s", exc)
         raise typer.Exit(2) from exc
     items, problems = discover_inputs(inputs)
+    known = {it.case_id for it in items}
     if box_file is not None:
-        known = {it.case_id for it in items}
         for cid in sorted(set(box_file.boxes.by_case) - known):
             row = box_file.boxes.by_case[cid][0]
             problems.append(InputProblem(boxes, f"line {row.line}: image {row.image!r} is not among the inputs"))
+    if study_points is not None and points is not None:
+        problems += [InputProblem(points, f"study {cid!r} is not among the inputs")
+                     for cid in sorted(study_points.studies() - known)]
     if not items:
         log.error("no input images found in %s", ", ".join(map(str, inputs)))
         raise typer.Exit(1)
@@ -260,7 +276,8 @@ def run_batch(
                     advance(len(done))
                 if not todo:
                     continue
-                spec = PipelineSpec(mod, choice, box_file, text, top_k, dev, batch_size, diagnose, out, threads)
+                spec = PipelineSpec(mod, choice, box_file, text, top_k, dev, batch_size, diagnose, out, threads,
+                                    study_points)
                 try:
                     totals = _run_group(spec, todo, executor, advance, overwrite)
                 except RadvlsmError as exc:
@@ -310,15 +327,19 @@ class PipelineSpec:
     diagnose: bool
     out: Path
     threads: int = 0
+    points: StudyPoints | None = None
 
-    def build(self) -> StudyWork:
-        """Load the models (:func:`_load_pipeline`) and return the per-study work writing into ``out``."""
+    def build(self) -> Work:
+        """Load the models (:func:`_load_pipeline`, :func:`_load_volume_work` for CT) and return the per-study
+        work writing into ``out``."""
         import torch
 
         from radvlsm.pipeline.segment import StudyWork
 
         if self.threads:
             torch.set_num_threads(self.threads)
+        if self.modality is not None and self.modality.is_volume:
+            return _load_volume_work(self)
         run = _load_pipeline(self.modality, self.choice, self.box_file, self.text, self.top_k, self.device,
                              self.batch_size, self.diagnose)
         return StudyWork(self.out, run.predictor, run.prompts, model_name=run.model, prompt_text=self.text,
@@ -383,6 +404,34 @@ def _load_pipeline(
     if dhead is not None and head_spec is not None:
         step = DiagnosisStep(Diagnoser(dhead), head_spec, loc_predictor, gate_prompt)
     return _Pipeline(predictor, prompts, model, step)
+
+
+def _load_volume_work(spec: PipelineSpec) -> VolumeStudyWork:
+    """The CT pipeline: the modality's (or the user's) segmenter through
+    :class:`~radvlsm.stage2_segment.volume.VolumeSegmenter`, and with ``diagnose`` its volume head."""
+    from radvlsm.pipeline.modality import model_set
+    from radvlsm.pipeline.volume import VolumeDiagnosisStep, VolumeStudyWork
+    from radvlsm.stage2_segment.build import load_segmenter
+    from radvlsm.stage2_segment.predictor import SegmenterPredictor
+    from radvlsm.stage2_segment.volume import VolumeSegmenter
+
+    models = model_set(spec.modality)
+    model = spec.choice.model or models.segmenter
+    segmenter = VolumeSegmenter(SegmenterPredictor(load_segmenter(model), device=spec.device))
+    step = None
+    if spec.diagnose:
+        head_spec = spec.choice.head or models.head
+        if head_spec is None:
+            raise ConfigError("radvlsm has no diagnosis head for CT studies; give one with --head")
+        step = VolumeDiagnosisStep(load_volume_diagnoser(head_spec, segmenter), head_spec)
+    return VolumeStudyWork(spec.out, segmenter, spec.points, model_name=model, diagnosis=step)
+
+
+def load_volume_diagnoser(head_spec: str, segmenter: object) -> object:
+    """The volume diagnosis head ``head_spec`` reading ``segmenter``'s features."""
+    from radvlsm.fusion.predictor import VolumeDiagnoser, load_head
+
+    return VolumeDiagnoser(load_head(head_spec), segmenter)
 
 
 def _run_group(spec: PipelineSpec, todo: list[InputItem], executor: ExecutorChoice,

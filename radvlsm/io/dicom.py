@@ -551,8 +551,11 @@ def _series_label(uid: str, slices: list[tuple[Path, Dataset]]) -> str:
     return f"series {number} ({ds.get('Modality', '?')}, {len(slices)} files, UID ...{tail})"
 
 
-def read_dicom_series(folder: Path, *, modality_hint: Modality | None = None) -> ImageRecord:
-    """Read the one DICOM image series in ``folder`` (not recursive) as a volume.
+def read_dicom_series(
+    folder: Path, *, modality_hint: Modality | None = None, series_uid: str | None = None
+) -> ImageRecord:
+    """Read the one DICOM image series in ``folder`` (not recursive) as a volume; with ``series_uid``, the series
+    of that SeriesInstanceUID among several in the folder.
 
     Files that are not DICOM (no ``DICM`` marker and no DICOM extension) and hidden files are ignored;
     DICOM objects without pixel data (RTSTRUCT, SR, DICOMDIR …) are skipped. A folder holding one multi-frame
@@ -602,6 +605,10 @@ def read_dicom_series(folder: Path, *, modality_hint: Modality | None = None) ->
     groups: dict[str, list[tuple[Path, Dataset]]] = {}
     for f, ds in images:
         groups.setdefault(str(ds.get("SeriesInstanceUID") or ""), []).append((f, ds))
+    if series_uid is not None:
+        if series_uid not in groups:
+            raise ImageReadError(folder, f"no image of series UID ...{series_uid[-12:]} in the folder any more")
+        groups = {series_uid: groups[series_uid]}
     if len(groups) > 1:
         labels = "; ".join(_series_label(uid, items) for uid, items in groups.items())
         raise ImageReadError(

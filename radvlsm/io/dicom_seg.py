@@ -26,6 +26,8 @@ from radvlsm.errors import InputError
 from radvlsm.io.record import ImageRecord
 
 log = logging.getLogger(__name__)
+# highdicom logs every module it copies from the source at INFO, quoting its UIDs: not for our users' logs
+logging.getLogger("highdicom").setLevel(logging.WARNING)
 
 SERIES_DESCRIPTION = "radvlsm lesion segmentation"
 

@@ -194,8 +194,10 @@ def write_png_image(path: str | Path, rgb: np.ndarray, compress_level: int = 6) 
     return path
 
 
-def write_nifti_mask(path: str | Path, mask_zyx: np.ndarray, geometry: VolumeGeometry) -> Path:
-    """Write a binary volume mask as NIfTI (``uint8`` 0/1) with exactly the geometry of its image.
+def write_nifti_mask(path: str | Path, mask_zyx: np.ndarray, geometry: VolumeGeometry, *,
+                     labels: bool = False) -> Path:
+    """Write a binary volume mask as NIfTI (``uint8`` 0/1) with exactly the geometry of its image; with
+    ``labels``, a label map (``uint8`` 0..255: lesion ``k`` is value ``k``).
 
     Args:
         path: destination ending in ``.nii.gz`` (compressed) or ``.nii``.
@@ -217,7 +219,9 @@ def write_nifti_mask(path: str | Path, mask_zyx: np.ndarray, geometry: VolumeGeo
         raise ValueError(f"{path}: a volume mask must be a non-empty (Z, Y, X) array, got shape {arr.shape}")
     if not isinstance(geometry, VolumeGeometry):
         raise TypeError(f"{path}: geometry must be a VolumeGeometry, got {type(geometry).__name__}")
-    image = sitk.GetImageFromArray(np.ascontiguousarray(arr != 0, dtype=np.uint8))
+    if labels and (arr.min() < 0 or arr.max() > 255):
+        raise ValueError(f"{path}: a label map holds values 0..255, got {arr.min()}..{arr.max()}")
+    image = sitk.GetImageFromArray(np.ascontiguousarray(arr if labels else arr != 0, dtype=np.uint8))
     try:
         image.SetSpacing(geometry.spacing)
         image.SetOrigin(geometry.origin)

@@ -40,7 +40,7 @@ from radvlsm.errors import ConfigError, RadvlsmError
 from radvlsm.pipeline.inputs import InputItem, InputProblem
 
 if TYPE_CHECKING:
-    from radvlsm.pipeline.segment import BatchOutcome, StudyWork
+    from radvlsm.pipeline.segment import BatchOutcome, Work
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class WorkSpec(Protocol):
     """What a worker rebuilds its pipeline from: small, frozen, picklable (model names, options, box prompts),
     never the loaded models."""
 
-    def build(self) -> StudyWork: ...
+    def build(self) -> Work: ...
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def batches(items: Sequence[InputItem], batch_size: int) -> list[list[InputItem]
 
 
 def run_local(
-    work: StudyWork, items: Sequence[InputItem], *, batch_size: int,
+    work: Work, items: Sequence[InputItem], *, batch_size: int,
     on_progress: Callable[[int], None] | None = None,
 ) -> RunTotals:
     """Run ``work`` over ``items`` in this process, batch by batch; ``on_progress(n)`` after each batch with its
@@ -195,7 +195,7 @@ class StudyActor:
 
     def __init__(self, spec: WorkSpec) -> None:
         self.error: str | None = None
-        self.work: StudyWork | None = None
+        self.work: Work | None = None
         try:
             self.work = spec.build()
         except RadvlsmError as exc:  # reported by ready(): a wrong model name is the user's, not a crash

@@ -3,10 +3,13 @@
 Layout::
 
     OUT/masks/<case>.png      0/255, the input's size
-    OUT/overlays/<case>.png   contour on the image
+    OUT/masks/<study>.nii.gz  a volume study (CT): label map, nodule k = k, the input's exact geometry
+    OUT/seg/<study>.dcm       a DICOM series study: the nodules as a DICOM SEG referencing the series
+    OUT/overlays/<case>.png   contour on the image (a volume: each nodule's largest axial section)
     OUT/records/<case>.json   everything measured for the case (written last: its presence means "done")
-    OUT/results.csv           one row per case, assembled from records/
-    OUT/diagnoses.csv         (diagnose) one row per case, assembled from records/
+    OUT/results.csv           one row per case (study), assembled from records/
+    OUT/lesions.csv           (volume studies) one row per nodule: position, size, volume, diagnosis
+    OUT/diagnoses.csv         (diagnose) one row per case, and one per nodule of a volume (``<study>_n1`` …)
     OUT/errors.csv            inputs that failed in the latest run, with the reason
 
 Each file is written atomically (:func:`radvlsm.io.writers.atomic_write`: a temporary file in the same folder,
@@ -31,6 +34,11 @@ from radvlsm.io.writers import atomic_write
 log = logging.getLogger(__name__)
 
 RECORD_SCHEMA = 1
+LESION_COLUMNS = (
+    "study", "lesion", "x_mm", "y_mm", "z_mm", "diameter_mm", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm",
+    "voxels", "volume_mm3", "equivalent_diameter_mm", "reliability", "status", "label", "malignant_probability",
+    "mask", "dicom_seg",
+)
 RESULT_COLUMNS = (
     "image", "n_candidates", "reliability", "area_px", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1", "status",
     "mask", "input",
@@ -45,6 +53,53 @@ class CandidateRecord:
     presence: float | None
     reliability: float
     weight: float
+
+
+@dataclass(frozen=True)
+class LesionRecord:
+    """One nodule of a volume study, as prompted and as segmented.
+
+    Attributes:
+        index: 1, 2 … in the order of the points; the nodule's value in the label map.
+        point_mm: the prompt's centre, scanner (LPS) mm; ``diameter_mm`` its diameter if given.
+        box_voxels: the prompt's voxel box ``x0, y0, z0, x1, y1, z1`` (voxel edges).
+        voxels, volume_mm3: the mask's size; ``equivalent_diameter_mm`` that of the sphere of that volume.
+        centroid_mm: the mask's centroid in scanner mm (``None`` when not found).
+        reliability: mean predicted IoU of the slices that hold the mask.
+        status: ``ok`` or ``not_found``.
+        diagnosis, diagnosis_status: as for a case.
+    """
+
+    index: int
+    point_mm: tuple[float, float, float]
+    diameter_mm: float | None
+    box_voxels: tuple[float, float, float, float, float, float]
+    voxels: int
+    volume_mm3: float
+    equivalent_diameter_mm: float
+    centroid_mm: tuple[float, float, float] | None
+    reliability: float
+    status: str
+    diagnosis: Diagnosis | None = None
+    diagnosis_status: str | None = None
+
+
+def _diagnosis_from(d: dict | None) -> Diagnosis | None:
+    if d is None:
+        return None
+    mal = d.get("malignant_probability")
+    return Diagnosis(
+        label=d["label"], probabilities=tuple((str(c), float(p)) for c, p in d["probabilities"]),
+        malignant_probability=None if mal is None else float(mal), model=d.get("model"),
+    )
+
+
+def _lesion_from(raw: dict) -> LesionRecord:
+    return LesionRecord(**{
+        **raw, "point_mm": tuple(raw["point_mm"]), "box_voxels": tuple(raw["box_voxels"]),
+        "centroid_mm": tuple(raw["centroid_mm"]) if raw.get("centroid_mm") else None,
+        "diagnosis": _diagnosis_from(raw.get("diagnosis")),
+    })
 
 
 @dataclass(frozen=True)
@@ -67,6 +122,10 @@ class CaseRecord:
     diagnosis: Diagnosis | None = None
     #: ``ok`` (diagnosed), ``out_of_domain`` (not the head's kind of image: no label), ``None`` (not asked)
     diagnosis_status: str | None = None
+    #: a volume study: its ``(Z, Y, X)`` shape, its nodules, and its DICOM SEG (relative path) if written
+    volume_shape: tuple[int, int, int] | None = None
+    lesions: tuple[LesionRecord, ...] = ()
+    dicom_seg: str | None = None
     schema: int = RECORD_SCHEMA
 
     def to_json(self) -> str:
@@ -81,14 +140,14 @@ class CaseRecord:
             CandidateRecord(**{**c, "box": tuple(c["box"])}) for c in raw.get("candidates", [])
         )
         raw["embedding"] = tuple(raw.get("embedding", ()))
-        d = raw.get("diagnosis")
-        if d is not None:
-            mal = d.get("malignant_probability")
-            raw["diagnosis"] = Diagnosis(
-                label=d["label"], probabilities=tuple((str(c), float(p)) for c, p in d["probabilities"]),
-                malignant_probability=None if mal is None else float(mal), model=d.get("model"),
-            )
+        raw["diagnosis"] = _diagnosis_from(raw.get("diagnosis"))
+        raw["volume_shape"] = tuple(raw["volume_shape"]) if raw.get("volume_shape") else None
+        raw["lesions"] = tuple(_lesion_from(x) for x in raw.get("lesions", ()))
         return cls(**raw)
+
+    @property
+    def is_volume(self) -> bool:
+        return self.volume_shape is not None
 
 
 @dataclass(frozen=True)
@@ -114,6 +173,12 @@ class OutputFolder:
 
     def mask_path(self, case_id: str) -> Path:
         return self.masks / f"{case_id}.png"
+
+    def volume_mask_path(self, case_id: str) -> Path:
+        return self.masks / f"{case_id}.nii.gz"
+
+    def seg_path(self, case_id: str) -> Path:
+        return self.root / "seg" / f"{case_id}.dcm"
 
     def overlay_path(self, case_id: str) -> Path:
         return self.overlays / f"{case_id}.png"
@@ -173,10 +238,17 @@ class OutputFolder:
         """Rewrite ``diagnoses.csv``: case, predicted label, probability of each class, malignant probability,
         mask, segmentation reliability, status (``not_found`` and ``out_of_domain`` cases have no label: never
         a guess)."""
-        rows = sorted(records, key=lambda r: r.case_id)
+        rows: list[tuple[str, Diagnosis | None, str, float, str]] = []
+        for r in sorted(records, key=lambda r: r.case_id):
+            if r.is_volume and r.lesions:  # a volume: one row per nodule
+                rows += [(lesion_case_id(r.case_id, x.index), x.diagnosis, r.mask, x.reliability,
+                          _diagnosis_row_status(x.status, x.diagnosis_status)) for x in r.lesions]
+            else:
+                rows.append((r.case_id, r.diagnosis, r.mask, r.reliability,
+                             _diagnosis_row_status(r.status, r.diagnosis_status)))
         classes: list[str] = []
-        for r in rows:
-            for c, _ in r.diagnosis.probabilities if r.diagnosis else ():
+        for _, d, *_rest in rows:
+            for c, _ in d.probabilities if d else ():
                 if c not in classes:
                     classes.append(c)
         path = self.root / "diagnoses.csv"
@@ -184,15 +256,32 @@ class OutputFolder:
             w = csv.writer(fh)
             w.writerow(["case_id", "label", *(f"p_{c}" for c in classes), "malignant_probability", "mask",
                         "reliability", "status"])
-            for r in rows:
-                d = r.diagnosis
+            for cid, d, mask, reliability, status in rows:
                 probs = dict(d.probabilities) if d else {}
                 mal = d.malignant_probability if d else None
                 w.writerow([
-                    r.case_id, d.label if d else "", *(f"{probs[c]:.4f}" if c in probs else "" for c in classes),
-                    "" if mal is None else f"{mal:.4f}", r.mask, f"{r.reliability:.4f}",
-                    "out_of_domain" if r.diagnosis_status == "out_of_domain" else r.status,
+                    cid, d.label if d else "", *(f"{probs[c]:.4f}" if c in probs else "" for c in classes),
+                    "" if mal is None else f"{mal:.4f}", mask, f"{reliability:.4f}", status,
                 ])
+        return path
+
+    def write_lesions_csv(self, records: Iterable[CaseRecord]) -> Path:
+        """Rewrite ``lesions.csv``: one row per nodule of every volume study (:data:`LESION_COLUMNS`)."""
+        path = self.root / "lesions.csv"
+        with atomic_write(path, newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(LESION_COLUMNS)
+            for r in sorted(records, key=lambda r: r.case_id):
+                for x in r.lesions:
+                    d = x.diagnosis
+                    mal = d.malignant_probability if d else None
+                    w.writerow([
+                        r.case_id, x.index, *_mm(x.point_mm), "" if x.diameter_mm is None else f"{x.diameter_mm:.2f}",
+                        *_mm(x.centroid_mm),
+                        x.voxels, f"{x.volume_mm3:.2f}", f"{x.equivalent_diameter_mm:.2f}",
+                        f"{x.reliability:.4f}", x.status, d.label if d else "",
+                        "" if mal is None else f"{mal:.4f}", r.mask, r.dicom_seg or "",
+                    ])
         return path
 
     def write_boxes_csv(self, records: Iterable[CaseRecord]) -> Path:
@@ -216,6 +305,19 @@ class OutputFolder:
             w.writerow(("input", "reason"))
             w.writerows(errors)
         return path
+
+
+def lesion_case_id(study: str, index: int) -> str:
+    """The case id of nodule ``index`` (from 1) of a volume study in ``diagnoses.csv``: ``<study>_n1``."""
+    return f"{study}_n{index}"
+
+
+def _mm(xyz: Sequence[float] | None) -> tuple[str, str, str]:
+    return ("", "", "") if xyz is None else (f"{xyz[0]:.2f}", f"{xyz[1]:.2f}", f"{xyz[2]:.2f}")
+
+
+def _diagnosis_row_status(status: str, diagnosis_status: str | None) -> str:
+    return "out_of_domain" if diagnosis_status == "out_of_domain" else status
 
 
 def relative(path: Path, root: Path) -> str:

@@ -244,7 +244,7 @@ def study_done(out: OutputFolder, case_id: str, *, diagnose: bool) -> bool:
     rec = out.read_record(case_id)
     if rec is None:
         rec = out.read_record(frame_case_id(case_id, 0))
-    if rec is None or not out.mask_path(rec.case_id).is_file():
+    if rec is None or not (out.root / rec.mask).is_file():
         return False
     return not diagnose or rec.diagnosis_status is not None or rec.status != "ok"
 
@@ -265,6 +265,13 @@ class BatchOutcome:
     written: tuple[str, ...] = ()
     found_done: tuple[str, ...] = ()
     problems: tuple[InputProblem, ...] = ()
+
+
+class Work(Protocol):
+    """What an executor runs on batches of studies: :class:`StudyWork` (2-D images) or
+    :class:`radvlsm.pipeline.volume.VolumeStudyWork` (CT volumes)."""
+
+    def process(self, items: Sequence[InputItem]) -> BatchOutcome: ...
 
 
 class StudyWork:
@@ -389,6 +396,8 @@ def write_summaries(
     out = OutputFolder(out_dir).create()
     records = out.read_records()
     out.write_results_csv(records)
+    if any(r.lesions for r in records):
+        out.write_lesions_csv(records)
     if diagnose:
         out.write_diagnoses_csv(records)
     if boxes:

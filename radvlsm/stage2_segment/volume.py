@@ -235,12 +235,18 @@ _POINT_COLUMNS = ("x", "y", "z")
 
 def read_points_csv(path: str | Path) -> tuple[NodulePoint, ...]:
     """Read nodule points from a CSV with a header ``x,y,z[,diameter_mm]`` (scanner mm, LIDC's coordX/Y/Z
-    convention); other columns are ignored.
+    convention); other columns are ignored (see :func:`read_study_points` for a ``study`` column).
 
     Raises:
         InputError: naming the file and the reason: missing, unreadable or empty file, a missing column, a
             value that is not a finite number, a diameter that is not positive.
     """
+    return tuple(p for _, p in read_study_points(path))
+
+
+def read_study_points(path: str | Path) -> tuple[tuple[str, NodulePoint], ...]:
+    """Read ``[study,]x,y,z[,diameter_mm]`` rows: each nodule point with the study (case id) it belongs to,
+    ``""`` when the file has no ``study`` column or the row leaves it empty. Errors as :func:`read_points_csv`."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "points file not found")
@@ -250,8 +256,8 @@ def read_points_csv(path: str | Path) -> tuple[NodulePoint, ...]:
             header = [h.strip().lower() for h in (reader.fieldnames or [])]
             missing = [c for c in _POINT_COLUMNS if c not in header]
             if missing:
-                raise InputError(path, f"points CSV needs the columns x,y,z[,diameter_mm]; missing {missing} "
-                                       f"(header: {','.join(header) or 'none'})")
+                raise InputError(path, f"points CSV needs the columns [study,]x,y,z[,diameter_mm]; missing "
+                                       f"{missing} (header: {','.join(header) or 'none'})")
             rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()} for row in reader]
     except UnicodeDecodeError as exc:
         raise InputError(path, f"points CSV is not UTF-8 text ({exc.reason})") from exc
@@ -273,7 +279,7 @@ def read_points_csv(path: str | Path) -> tuple[NodulePoint, ...]:
             vals[col] = v
         if "diameter_mm" in vals and vals["diameter_mm"] <= 0:
             raise InputError(path, f"line {line}: diameter_mm must be positive, got {vals['diameter_mm']}")
-        points.append(NodulePoint(vals["x"], vals["y"], vals["z"], vals.get("diameter_mm")))
+        points.append((row.get("study", ""), NodulePoint(vals["x"], vals["y"], vals["z"], vals.get("diameter_mm"))))
     if not points:
         raise InputError(path, "points CSV has no rows")
     return tuple(points)

@@ -160,3 +160,36 @@ def test_prompt_finds_the_lesion_and_rejects_other_domains(tmp_path: Path, defau
     rows = _rows(out / "results.csv")
     assert all(rows[c]["status"] == "ok" for c in PH2_SAMPLES)
     assert sum(rows[c]["status"] == "ok" for c in KVASIR_SAMPLES) >= 2
+
+
+def test_mixed_folder_of_images_and_ct_studies(tmp_path: Path, default_segmenter: None, lidc_root: Path,
+                                               ibsi_phantom_root: Path) -> None:
+    """A folder with a dermoscopy image, a NIfTI CT volume and a DICOM series (with its RTSTRUCT): each study
+    by its own models, one OUT, 2-D rows and CT rows in results.csv, the nodules in lesions.csv."""
+    if not (EMBEDDED_MODELS["ct"] / "model.safetensors").is_file():
+        pytest.skip(f"the embedded CT segmenter is not in {EMBEDDED_MODELS['ct']}")
+    inp = tmp_path / "in"
+    inp.mkdir()
+    shutil.copy(SAMPLES / "images" / "IMD009.jpg", inp / "IMD009.jpg")
+    with (lidc_root / "labels.csv").open(newline="") as fh:
+        row = next(csv.DictReader(fh))
+    shutil.copy(lidc_root / row["image"], inp / "nodule.nii.gz")
+    shutil.copytree(ibsi_phantom_root / "dicom", inp / "phantom")
+    points = tmp_path / "points.csv"
+    points.write_text(f"study,x,y,z,diameter_mm\nnodule,{row['coordX']},{row['coordY']},{row['coordZ']},"
+                      f"{row['diameter_mm']}\nelsewhere,0,0,0,10\n", encoding="utf-8")
+    out = tmp_path / "out"
+    code, output = _run(str(inp), "-o", str(out), "--boxes", str(SAMPLES / "boxes.csv"), "--points", str(points))
+    assert code == 0, output
+    results = _rows(out / "results.csv")
+    assert set(results) == {"IMD009", "nodule"}
+    assert results["nodule"]["mask"] == "masks/nodule.nii.gz" and results["nodule"]["status"] == "ok"
+    vol = read_image(inp / "nodule.nii.gz")
+    got = read_mask(out / "masks" / "nodule.nii.gz", like=vol)
+    assert dice(got, read_mask(lidc_root / row["mask"], like=vol)) > 0.8
+    assert _rows(out / "lesions.csv", "study")["nodule"]["lesion"] == "1"
+    errors = {Path(r["input"]).name: r["reason"] for r in csv.DictReader((out / "errors.csv").open(newline=""))}
+    # the phantom has no point (its row names another study): named, and the rest is written
+    assert "no row for study 'image'" in errors["image"]
+    assert "study 'elsewhere' is not among the inputs" in errors["points.csv"]
+    assert not any(name.startswith("rtstruct") or name.endswith(".dcm") for name in errors)

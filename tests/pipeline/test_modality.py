@@ -18,9 +18,13 @@ from radvlsm.stage2_segment.build import EMBEDDED_MODELS
 
 def test_every_modality_names_embedded_models() -> None:
     assert set(MODEL_SETS) == set(Modality)
-    for models in MODEL_SETS.values():
-        assert models.segmenter in EMBEDDED_MODELS and models.localizer in EMBEDDED_LOCALIZERS
+    for mod, models in MODEL_SETS.items():
+        assert models.segmenter in EMBEDDED_MODELS
         assert models.head is None or models.head in EMBEDDED_HEADS
+        if mod.is_volume:  # CT: nodules from --points, no text-prompted localizer
+            assert models.localizer is None
+            continue
+        assert models.localizer in EMBEDDED_LOCALIZERS
         # the localizer reads the features of the segmenter of the same name
         assert models.segmenter == models.localizer
     assert model_set(None) == MODEL_SETS[Modality.DERMOSCOPY]
@@ -43,11 +47,21 @@ def test_dicom_inputs_go_by_their_modality_tag(tmp_path: Path, us_cine: Callable
     jpeg = tmp_path / "photo.jpg"
     jpeg.write_bytes(b"not an image: its reader will say so later")
     assert modality_of(us) is Modality.ULTRASOUND and modality_of(scope) is Modality.COLONOSCOPY
-    assert modality_of(ct) is None and modality_of(jpeg) is None and modality_of(tmp_path) is None
+    assert modality_of(ct) is Modality.CT and modality_of(jpeg) is None
+    series = tmp_path / "series"
+    series.mkdir()
+    assert modality_of(series) is None  # a folder goes by its first DICOM file that names a modality
+    us_cine(series / "a.dcm", frames, modality="OT")
+    us_cine(series / "b.dcm", frames, modality="CT")
+    assert modality_of(series) is Modality.CT
+    nifti = tmp_path / "vol.nii.gz"
+    nifti.write_bytes(b"")
+    assert modality_of(nifti) is Modality.CT  # the only volumes radvlsm has models for
     items = [InputItem(p.name, p) for p in (jpeg, us, ct, scope)]
     groups = group_by_modality(items)
     assert [(m, [i.case_id for i in g]) for m, g in groups] == [
-        (None, ["photo.jpg", "ct.dcm"]), (Modality.ULTRASOUND, ["cine.dcm"]), (Modality.COLONOSCOPY, ["scope"])]
+        (None, ["photo.jpg"]), (Modality.ULTRASOUND, ["cine.dcm"]), (Modality.CT, ["ct.dcm"]),
+        (Modality.COLONOSCOPY, ["scope"])]
     assert group_by_modality(items, Modality.DERMOSCOPY) == [(Modality.DERMOSCOPY, items)]
 
 
