@@ -57,6 +57,8 @@ class ReportJob:
     image: Path
     mask: Path
     segmentation: SegmentationInfo | None = None
+    #: the modality the segment run knew (``ct`` for its volume studies), used when the report's is ``auto``
+    modality: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ def _segment_jobs(folder: Path) -> tuple[list[ReportJob], list[InputProblem]]:
             continue
         seg = SegmentationInfo(source=str(rp), status=rec.status, reliability=round(float(rec.reliability), 4),
                                model=rec.model or None, prompt=rec.prompt)
-        jobs.append(ReportJob(rec.case_id, image, mask, seg))
+        jobs.append(ReportJob(rec.case_id, image, mask, seg, "ct" if rec.is_volume else None))
     if not jobs and not problems:
         problems.append(InputProblem(folder, "segment folder holds no records"))
     return jobs, problems
@@ -243,10 +245,11 @@ def report_case(
     llm: LlmRewriter | None,
 ) -> ReportRecord:
     """Measure and write one case; raises on a bad input (the batch catches it)."""
-    rec = read_image(job.image, modality=TO_DICOM.get(settings.modality.lower()))
+    modality = job.modality if settings.modality.lower() == "auto" and job.modality else settings.modality
+    rec = read_image(job.image, modality=TO_DICOM.get(modality.lower()))
     mask = read_mask(job.mask, like=rec)
     findings = compute_findings(
-        rec, mask, case_id=job.case_id, modality=settings.modality, mask_source=str(job.mask),
+        rec, mask, case_id=job.case_id, modality=modality, mask_source=str(job.mask),
         segmentation=job.segmentation, diagnosis=diagnosis, pixel_spacing_mm=settings.pixel_spacing_mm,
         config=settings.findings,
     )
