@@ -72,6 +72,21 @@ def _geometry_from_affine(affine: np.ndarray) -> VolumeGeometry:
     )
 
 
+#: Departure from right angles between voxel axes (degrees) beyond which an affine counts as sheared.
+_SHEAR_TOLERANCE_DEG = 0.1
+
+
+def _shear_degrees(affine: np.ndarray) -> float:
+    """The largest departure from 90° between two voxel axes of ``affine`` (0 for an orthogonal grid)."""
+    cols = np.asarray(affine, dtype=np.float64)[:3, :3]
+    norms = np.linalg.norm(cols, axis=0)
+    if np.any(norms == 0):
+        return 0.0
+    unit = cols / norms
+    cosines = np.abs(unit.T @ unit)[np.triu_indices(3, 1)]
+    return float(np.degrees(np.arcsin(np.clip(cosines.max(), 0.0, 1.0))))
+
+
 def read_nifti(path: Path, *, modality_hint: Modality | None = None) -> ImageRecord:
     """Read a 2-D or 3-D NIfTI image as a volume record.
 
@@ -103,6 +118,10 @@ def read_nifti(path: Path, *, modality_hint: Modality | None = None) -> ImageRec
         )
     if len(shape) < 2:
         raise ImageReadError(path, f"NIfTI with {len(shape)} dimension(s) is not an image")
+    shear = _shear_degrees(header_img.affine)
+    if shear > _SHEAR_TOLERANCE_DEG:
+        raise ImageReadError(path, f"the NIfTI affine is sheared (voxel axes {shear:.1f}° off a right angle): "
+                                   "masks could not keep its geometry; resample it onto orthogonal axes first")
     try:
         if len(shape) == 3:
             info = sitk.ImageFileReader()

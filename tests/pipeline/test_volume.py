@@ -8,6 +8,7 @@ import csv
 import shutil
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
@@ -112,8 +113,13 @@ def ct_work_out(ibsi_phantom_root: Path, lidc_root: Path, tmp_path_factory: pyte
     for r in rows:
         shutil.copy(lidc_root / r["image"], inp / f"{r['case_id']}.nii.gz")
         lines.append(f"{r['case_id']},{r['coordX']},{r['coordY']},{r['coordZ']},{r['diameter_mm']}")
-    (root / "points.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     shutil.copy(lidc_root / rows[2]["image"], inp / "no_point.nii.gz")
+    src = nib.load(lidc_root / rows[0]["image"])
+    sheared = src.affine.copy()
+    sheared[0, 1] = 0.3
+    nib.save(nib.Nifti1Image(np.asarray(src.dataobj), sheared), inp / "sheared.nii.gz")
+    lines.append(f"sheared,{rows[0]['coordX']},{rows[0]['coordY']},{rows[0]['coordZ']},{rows[0]['diameter_mm']}")
+    (root / "points.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (root / "points_bad.csv").write_text(f"study,x,y,z\n{rows[1]['case_id']},9999,9999,9999\n", encoding="utf-8")
 
     n = torch.get_num_threads()
@@ -175,7 +181,8 @@ def test_ct_batch_writes_a_dicom_seg_of_the_series(ct_work_out: Path) -> None:
 
 def test_ct_batch_names_bad_studies_and_goes_on(ct_work_out: Path) -> None:
     errors = {Path(r["input"]).name: r["reason"] for r in _csv(ct_work_out / "out" / "errors.csv")}
-    assert set(errors) == {"gap", "no_point.nii.gz"}
+    assert set(errors) == {"gap", "no_point.nii.gz", "sheared.nii.gz"}
+    assert "sheared" in errors["sheared.nii.gz"]
     assert "missing" in errors["gap"] or "gap" in errors["gap"]
     assert "no row for study 'no_point'" in errors["no_point.nii.gz"]
     assert "--points" in errors["no_point.nii.gz"]
