@@ -18,6 +18,7 @@ from radvlsm.errors import ConfigError, RadvlsmError
 
 if TYPE_CHECKING:
     from radvlsm.fusion.head import DiagnosisHead
+    from radvlsm.fusion.volume import VolumeDiagnoser
     from radvlsm.pipeline.executor import RunTotals
     from radvlsm.pipeline.inputs import InputItem
     from radvlsm.pipeline.modality import Modality
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from radvlsm.pipeline.volume import StudyPoints, VolumeStudyWork
     from radvlsm.stage2_segment.modeling import LesionSegmenter
     from radvlsm.stage2_segment.predictor import SegmenterPredictor
+    from radvlsm.stage2_segment.volume import VolumeSegmenter
 
 log = logging.getLogger(__name__)
 
@@ -427,9 +429,10 @@ def _load_volume_work(spec: PipelineSpec) -> VolumeStudyWork:
     return VolumeStudyWork(spec.out, segmenter, spec.points, model_name=model, diagnosis=step)
 
 
-def load_volume_diagnoser(head_spec: str, segmenter: object) -> object:
+def load_volume_diagnoser(head_spec: str, segmenter: VolumeSegmenter) -> VolumeDiagnoser:
     """The volume diagnosis head ``head_spec`` reading ``segmenter``'s features."""
-    from radvlsm.fusion.predictor import VolumeDiagnoser, load_head
+    from radvlsm.fusion.predictor import load_head
+    from radvlsm.fusion.volume import VolumeDiagnoser
 
     return VolumeDiagnoser(load_head(head_spec), segmenter)
 

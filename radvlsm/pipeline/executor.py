@@ -373,4 +373,4 @@ def _requeue(batch: _Batch, queue: deque[_Batch], totals: RunTotals, on_progress
 
 def absolute_items(items: Sequence[InputItem]) -> list[InputItem]:
     """``items`` with absolute paths: a Ray worker does not run in the driver's folder."""
-    return [InputItem(it.case_id, Path(it.path).absolute()) for it in items]
+    return [replace(it, path=Path(it.path).absolute()) for it in items]
