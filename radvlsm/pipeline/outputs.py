@@ -307,6 +307,15 @@ class OutputFolder:
         return path
 
 
+def round_diagnosis(d: Diagnosis, model: str, digits: int = 5) -> Diagnosis:
+    """``d`` as records keep it: probabilities rounded to ``digits``, the head's spec name as ``model``."""
+    mal = d.malignant_probability
+    return Diagnosis(
+        label=d.label, probabilities=tuple((c, round(p, digits)) for c, p in d.probabilities),
+        malignant_probability=None if mal is None else round(mal, digits), model=model,
+    )
+
+
 def lesion_case_id(study: str, index: int) -> str:
     """The case id of nodule ``index`` (from 1) of a volume study in ``diagnoses.csv``: ``<study>_n1``."""
     return f"{study}_n{index}"

@@ -27,6 +27,7 @@ from radvlsm.pipeline.outputs import (
     CaseRecord,
     OutputFolder,
     relative,
+    round_diagnosis,
     round_floats,
 )
 from radvlsm.pipeline.overlay import draw_overlay
@@ -198,12 +199,8 @@ class DiagnosisStep:
         return [r.itm_probability >= threshold for r in self.gate.locate_on(predictor, self.gate_prompt, 1)]
 
     def run(self, im: LoadedImage, result: SegmentationResult) -> Diagnosis:
-        d = self.diagnoser.diagnose(im.rgb, result.mask, result.embedding, im.spacing_mm)
-        mal = d.malignant_probability
-        return Diagnosis(
-            label=d.label, probabilities=tuple((c, round(p, 5)) for c, p in d.probabilities),
-            malignant_probability=None if mal is None else round(mal, 5), model=self.model,
-        )
+        return round_diagnosis(self.diagnoser.diagnose(im.rgb, result.mask, result.embedding, im.spacing_mm),
+                               self.model)
 
 
 def _write_case(

@@ -34,7 +34,7 @@ from radvlsm.io.dicom_seg import write_dicom_seg
 from radvlsm.io.reader import read_image
 from radvlsm.io.record import Modality as ImageModality
 from radvlsm.pipeline.inputs import InputItem, InputProblem
-from radvlsm.pipeline.outputs import CaseRecord, LesionRecord, OutputFolder, relative
+from radvlsm.pipeline.outputs import CaseRecord, LesionRecord, OutputFolder, relative, round_diagnosis
 from radvlsm.pipeline.overlay import draw_overlay
 from radvlsm.pipeline.segment import BatchOutcome, study_done
 from radvlsm.stage2_segment.volume import (
@@ -95,12 +95,7 @@ class VolumeDiagnosisStep:
     model: str
 
     def run(self, volume: ImageRecord, seg: VolumeSegmentation) -> Diagnosis:
-        d = self.diagnoser.diagnose(volume, seg)
-        mal = d.malignant_probability
-        return Diagnosis(
-            label=d.label, probabilities=tuple((c, round(p, 5)) for c, p in d.probabilities),
-            malignant_probability=None if mal is None else round(mal, 5), model=self.model,
-        )
+        return round_diagnosis(self.diagnoser.diagnose(volume, seg), self.model)
 
 
 def load_volume(item: InputItem) -> ImageRecord | InputProblem:
