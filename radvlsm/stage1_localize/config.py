@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from radvlsm.errors import ConfigError
+from radvlsm.jsonconfig import check_keys, read_json_object
 
 CONFIG_VERSION = 1
 
@@ -91,23 +92,11 @@ class LocalizerConfig:
 
     @classmethod
     def from_json(cls, text: str, source: Path | None = None) -> LocalizerConfig:
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{source}: not valid JSON ({exc})") from exc
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{source}: a localizer config must be a JSON object")
-        return cls.from_dict(raw, source)
+        return cls.from_dict(read_json_object(text, source, "a localizer config"), source)
 
     @classmethod
     def from_dict(cls, raw: dict, source: Path | None = None) -> LocalizerConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown localizer config keys {unknown}")
-        if raw.get("version", CONFIG_VERSION) > CONFIG_VERSION:
-            raise ConfigError(f"{source}: config version {raw['version']} is newer than this radvlsm supports")
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        kwargs = check_keys(raw, cls, source, "localizer config", CONFIG_VERSION)
         try:
             cfg = cls(**kwargs)
         except TypeError as exc:

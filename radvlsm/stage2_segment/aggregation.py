@@ -24,13 +24,14 @@ baselines this is measured against (``benchmarks/segmenter_accuracy.py``).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
 
 from radvlsm.errors import ConfigError
+from radvlsm.jsonconfig import check_keys, read_json_object
 
 Method = Literal["reliability", "best_iou", "mean"]
 METHODS = ("reliability", "best_iou", "mean")
@@ -52,15 +53,7 @@ class AggregationConfig:
     @classmethod
     def from_json(cls, text: str, source: Path | None = None) -> AggregationConfig:
         """Parse and check; unknown keys, a wrong method or out-of-range values raise :class:`ConfigError`."""
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{source}: not valid JSON ({exc})") from exc
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{source}: aggregation settings must be a JSON object")
-        unknown = sorted(set(raw) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ConfigError(f"{source}: unknown aggregation keys {unknown}")
+        raw = check_keys(read_json_object(text, source, "aggregation settings"), cls, source, "aggregation")
         cfg = cls(**raw)
         if cfg.method not in METHODS:
             raise ConfigError(f"{source}: method must be one of {METHODS}, not {cfg.method!r}")

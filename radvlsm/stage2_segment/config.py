@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from radvlsm.errors import ConfigError
+from radvlsm.jsonconfig import check_keys, read_json_object
 
 ResizeMode = Literal["stretch", "longest_side"]
 EncoderKind = Literal["compact", "sam_vit_b", "sam_vit_l", "sam_vit_h"]
@@ -67,19 +68,8 @@ class SegmenterConfig:
 
     @classmethod
     def from_json(cls, text: str, source: Path | None = None) -> SegmenterConfig:
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{source}: not valid JSON ({exc})") from exc
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{source}: a segmenter config must be a JSON object")
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(raw) - set(known))
-        if unknown:
-            raise ConfigError(f"{source}: unknown segmenter config keys {unknown}")
-        if raw.get("version", CONFIG_VERSION) > CONFIG_VERSION:
-            raise ConfigError(f"{source}: config version {raw['version']} is newer than this radvlsm supports")
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+        raw = read_json_object(text, source, "a segmenter config")
+        kwargs = check_keys(raw, cls, source, "segmenter config", CONFIG_VERSION)
         cfg = cls(**kwargs)
         cfg.validate(source)
         return cfg
