@@ -31,16 +31,8 @@ from pathlib import Path
 import torch
 
 from radvlsm.data.boxes import mask_to_box
-from radvlsm.data.cases import read_dataset
+from radvlsm.data.heldout import held_out_cases
 from radvlsm.data.paths import shared_datasets_root
-from radvlsm.data.splits import (
-    BUSBRA_HOLDOUT_FOLD,
-    PH2_HOLDOUT_FOLD,
-    busbra_folds,
-    busi_split,
-    kvasir_split,
-    ph2_folds,
-)
 from radvlsm.io import read_mask
 from radvlsm.pipeline.inputs import discover_inputs
 from radvlsm.pipeline.prompts import read_boxes_csv
@@ -95,18 +87,8 @@ def main() -> None:
     seg = SegmenterPredictor(seg_model)
     loc = LocalizerPredictor(loc_model, TextEncoder())
     root = shared_datasets_root()
-    if args.domain == "ultrasound":
-        bra = read_dataset(root / "bus-bra")
-        fold = busbra_folds({c.case_id: c.labels for c in bra.cases}).ids(str(BUSBRA_HOLDOUT_FOLD))
-        sets = {"busi": list(read_dataset(root / "busi").subset(busi_split().ids("test")).cases),
-                "bus-bra": list(bra.subset(fold).cases)}
-        speed_set, speed_prompt = "busi", "breast mass"
-    else:
-        sets = {
-            "ph2": list(read_dataset(root / "ph2").subset(ph2_folds().ids(str(PH2_HOLDOUT_FOLD))).cases),
-            "kvasir-seg": list(read_dataset(root / "kvasir-seg").subset(kvasir_split().ids("test")).cases),
-        }
-        speed_set, speed_prompt = "kvasir-seg", "polyp"
+    sets = held_out_cases(root, args.domain)
+    speed_set, speed_prompt = ("busi", "breast mass") if args.domain == "ultrasound" else ("kvasir-seg", "polyp")
     t0 = time.perf_counter()
     rows = []
     for name, cases in sets.items():

@@ -21,16 +21,9 @@ from pathlib import Path
 
 import torch
 
-from radvlsm.data.cases import read_dataset
+from radvlsm.data.heldout import held_out_cases
 from radvlsm.data.paths import shared_datasets_root
-from radvlsm.data.splits import (
-    BUSBRA_HOLDOUT_FOLD,
-    PH2_HOLDOUT_FOLD,
-    busbra_folds,
-    busi_split,
-    kvasir_split,
-    ph2_folds,
-)
+from radvlsm.data.splits import BUSBRA_HOLDOUT_FOLD, PH2_HOLDOUT_FOLD
 from radvlsm.stage2_segment.build import load_segmenter
 from radvlsm.stage2_segment.evaluate import evaluate_cases, summarize
 from radvlsm.stage2_segment.predictor import SegmenterPredictor
@@ -42,16 +35,14 @@ COLUMNS = [
 ]
 
 
+#: How the held-out sets are named in the tables.
+TITLES = {"busi": "BUSI test", "bus-bra": f"BUS-BRA fold {BUSBRA_HOLDOUT_FOLD}", "ph2": f"PH2 fold {PH2_HOLDOUT_FOLD}",
+          "kvasir-seg": "Kvasir-SEG test"}
+
+
 def held_out_sets(root: Path, domain: str = "dermoscopy-colonoscopy") -> dict[str, list]:
-    if domain == "ultrasound":
-        busi = read_dataset(root / "busi").subset(busi_split().ids("test"))
-        bra = read_dataset(root / "bus-bra")
-        fold = busbra_folds({c.case_id: c.labels for c in bra.cases}).ids(str(BUSBRA_HOLDOUT_FOLD))
-        return {"BUSI test": [c for c in busi.cases if c.diagnosis != "normal"],
-                f"BUS-BRA fold {BUSBRA_HOLDOUT_FOLD}": list(bra.subset(fold).cases)}
-    ph2 = read_dataset(root / "ph2").subset(ph2_folds().ids(str(PH2_HOLDOUT_FOLD)))
-    kv = read_dataset(root / "kvasir-seg").subset(kvasir_split().ids("test"))
-    return {f"PH2 fold {PH2_HOLDOUT_FOLD}": list(ph2.cases), "Kvasir-SEG test": list(kv.cases)}
+    """The held-out lesion images of ``domain`` by title (BUSI's normal images have no box to prompt)."""
+    return {TITLES[k]: v for k, v in held_out_cases(root, domain, normals=False).items()}
 
 
 def main() -> None:
