@@ -3,10 +3,12 @@
 Three groups, each under a namespaced, stable name:
 
 - ``original_*``: pyradiomics features of the image inside the mask (:mod:`radvlsm.fusion.radiomics`, default
-  2-D parameters), e.g. ``original_glcm_Contrast``;
+  2-D parameters; 3-D at the volume's spacing for CT), e.g. ``original_glcm_Contrast``;
 - ``visual_000`` … ``visual_NNN``: the stage-2 segmenter's lesion-aware embedding (image embedding averaged
-  under the predicted mask, and the mask token);
-- ``colour_*``: CIELAB colour of the lesion (means, spreads, and contrast with a ring of surrounding tissue).
+  under the predicted mask, and the mask token; for a CT nodule averaged over its slices, see
+  :mod:`radvlsm.fusion.volume`);
+- ``colour_*``: CIELAB colour of the lesion (means, spreads, and contrast with a ring of surrounding tissue);
+  2-D colour images only.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import cv2
 import numpy as np
 
 from radvlsm.fusion.radiomics import RadiomicsExtractor
+from radvlsm.io.record import ImageRecord
 
 FEATURE_GROUPS = ("radiomics", "visual", "colour")
 
@@ -75,6 +78,21 @@ def lesion_features(
     values = np.concatenate(
         [np.fromiter(rad.values(), float), np.asarray(embedding, float), colour_features(rgb, mask)]
     )
+    return LesionFeatures(case_id, tuple(names), values)
+
+
+def volume_lesion_features(
+    case_id: str, volume: ImageRecord, mask: np.ndarray, embedding: np.ndarray, extractor: RadiomicsExtractor,
+) -> LesionFeatures:
+    """All features of one lesion in a volume: 3-D radiomics of ``volume`` (HU, its geometry: the real spacing)
+    under ``mask (Z, Y, X)``, and the visual ``embedding`` (no colour).
+
+    Raises:
+        InputError: an empty mask, or pyradiomics refusing the case.
+    """
+    rad = extractor.extract(volume, np.asarray(mask).astype(np.uint8))
+    names = list(rad) + [f"visual_{i:03d}" for i in range(len(embedding))]
+    values = np.concatenate([np.fromiter(rad.values(), float), np.asarray(embedding, float)])
     return LesionFeatures(case_id, tuple(names), values)
 
 

@@ -9,14 +9,16 @@ import numpy as np
 
 from radvlsm.errors import ConfigError
 from radvlsm.fusion.diagnosis import Diagnosis
-from radvlsm.fusion.features import lesion_features
+from radvlsm.fusion.features import LesionFeatures, lesion_features
 from radvlsm.fusion.head import DiagnosisHead
 from radvlsm.fusion.radiomics import RadiomicsExtractor
 
 #: The embedded default head's folder inside the package.
 DEFAULT_HEAD_DIR = Path(__file__).parent / "weights" / "default"
-#: Every embedded head by its spec name: ``default`` (PH2 dermoscopy), ``ultrasound`` (breast ultrasound).
-EMBEDDED_HEADS = {"default": DEFAULT_HEAD_DIR, "ultrasound": DEFAULT_HEAD_DIR.parent / "ultrasound"}
+#: Every embedded head by its spec name: ``default`` (PH2 dermoscopy), ``ultrasound`` (breast ultrasound), ``ct``
+#: (LIDC lung nodules in CT volumes: use it through :class:`radvlsm.fusion.volume.VolumeDiagnoser`).
+EMBEDDED_HEADS = {"default": DEFAULT_HEAD_DIR, "ultrasound": DEFAULT_HEAD_DIR.parent / "ultrasound",
+                  "ct": DEFAULT_HEAD_DIR.parent / "ct"}
 
 
 def load_head(spec: str | Path = "default") -> DiagnosisHead:
@@ -43,15 +45,14 @@ class Diagnoser:
                  spacing: Sequence[float] | None = None) -> Diagnosis:
         """``rgb (H, W, 3)`` uint8, ``mask (H, W)`` non-empty, ``embedding`` from the segmenter."""
         feats = lesion_features("case", rgb, mask, embedding, self.extractor, spacing)
+        return self.diagnose_features(feats)
+
+    def diagnose_features(self, feats: LesionFeatures, model: str | None = None) -> Diagnosis:
+        """Apply the head to a lesion's computed features (it reads its own, by name)."""
         if self._columns is None or self._names != feats.names:
-            index = {n: i for i, n in enumerate(feats.names)}
-            missing = [n for n in self.head.feature_names if n not in index]
-            if missing:
-                raise ConfigError(f"the diagnosis head reads {len(missing)} feature(s) that this segmenter and "
-                                  f"radiomics configuration do not give (e.g. {missing[:3]})")
-            self._names, self._columns = feats.names, np.array([index[n] for n in self.head.feature_names])
+            self._names, self._columns = feats.names, head_columns(self.head, feats.names)
         probs = self.head.predict_proba(feats.values[None, self._columns])
-        return self.to_diagnosis(probs)[0]
+        return self.to_diagnosis(probs, model)[0]
 
     def to_diagnosis(self, probs: np.ndarray, model: str | None = None) -> list[Diagnosis]:
         mal = self.head.malignant_probability(probs)
@@ -64,3 +65,17 @@ class Diagnoser:
             )
             for p, m in zip(probs, mal, strict=True)
         ]
+
+
+def head_columns(head: DiagnosisHead, names: Sequence[str]) -> np.ndarray:
+    """Indices, in ``names``, of the features ``head`` reads (in its order).
+
+    Raises:
+        ConfigError: the head reads a feature ``names`` lacks (another segmenter or radiomics configuration).
+    """
+    index = {n: i for i, n in enumerate(names)}
+    missing = [n for n in head.feature_names if n not in index]
+    if missing:
+        raise ConfigError(f"the diagnosis head reads {len(missing)} feature(s) that this segmenter and "
+                          f"radiomics configuration do not give (e.g. {missing[:3]})")
+    return np.array([index[n] for n in head.feature_names], dtype=int)

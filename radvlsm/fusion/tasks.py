@@ -1,6 +1,6 @@
 """What the diagnosis head is trained to tell apart, on which cases and folds (``radvlsm train diagnoser --task``).
 
-Two tasks:
+Three tasks:
 
 - ``ph2``: PH2 dermoscopy, three classes (common nevus, atypical nevus, melanoma); headline melanoma-vs-rest
   AUC; the committed PH2 folds ``0``..``4``, fold :data:`~radvlsm.data.splits.PH2_HOLDOUT_FOLD` held out from the
@@ -11,12 +11,21 @@ Two tasks:
   BUSI ``train``+``val`` lesions are dealt over folds ``2``..``5`` stratified by diagnosis, near-duplicate
   groups kept in one fold (:func:`busi_cv_folds`). Fold 1 thus holds exactly the images the ultrasound segmenter
   and localizer (``--domain ultrasound``) never trained on.
+- ``lidc``: LIDC-IDRI lung nodules (CT volumes), benign vs malignant (the source's label: the radiologists'
+  opinion, not pathology); headline malignant-vs-rest AUC. The committed split by patient
+  (:func:`~radvlsm.data.splits.lidc_split`): ``train``+``val`` patients dealt over folds ``1``..``5``
+  (:func:`lidc_cv_folds`, by patient, stratified, seed :data:`~radvlsm.data.splits.SEED`) for
+  cross-validation; ``test`` (the patients the CT segmenter never trained on) is fold ``test``, kept out of the
+  cross-validation and of the shipped head, and scored once by the shipped head (:attr:`DiagnosisTask.test_fold`).
+  Features come from the volume and the mask only (3-D radiomics at the volume's spacing and the CT segmenter's
+  slice embeddings, :mod:`radvlsm.fusion.volume`); the semantic ratings, the malignancy score and the labelled
+  diameter are never features (they are the radiologists' reading; the diameter only sizes the point prompt).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from radvlsm.data.cases import LesionCase, read_dataset
@@ -27,12 +36,14 @@ from radvlsm.data.splits import (
     SEED,
     busbra_folds,
     busi_split,
+    lidc_split,
     near_duplicate_groups,
     ph2_folds,
     read_labels_pairs,
     stratified_folds,
 )
 from radvlsm.errors import ConfigError, InputError
+from radvlsm.fusion.features import FEATURE_GROUPS
 
 PH2_CLASSES = ("common_nevus", "atypical_nevus", "melanoma")
 PH2_MALIGNANT = ("melanoma",)
@@ -61,6 +72,13 @@ class DiagnosisTask:
         segmenter_text: the caveat on the segmenter that gives the visual features.
         scope_text: the caveat on the data's size and scope.
         cases: ``datasets_root -> (cases, folds)``.
+        volumetric: the cases are CT volumes with nodule points (:mod:`radvlsm.fusion.volume`), not 2-D images.
+        feature_groups: the feature groups the task's cases have (:data:`~radvlsm.fusion.features.FEATURE_GROUPS`
+            for 2-D images; no colour for CT).
+        radiomics_params: the pyradiomics parameter file (``None``: radvlsm's default of the dimension).
+        test_fold: a fold kept out of the cross-validation and of the shipped head: the shipped head (fitted on
+            the other folds) scores it once. ``None``: every fold is cross-validated and the shipped head is
+            fitted on all of them.
     """
 
     name: str
@@ -76,10 +94,16 @@ class DiagnosisTask:
     segmenter_text: str
     scope_text: str
     cases: CaseSource
+    volumetric: bool = False
+    feature_groups: tuple[str, ...] = FEATURE_GROUPS
+    radiomics_params: str | None = None
+    test_fold: str | None = None
 
     def __post_init__(self) -> None:
         if self.positive not in self.classes or not set(self.malignant) <= set(self.classes):
             raise ConfigError(f"task {self.name}: positive and malignant classes must be among {self.classes}")
+        if not self.feature_groups or not set(self.feature_groups) <= set(FEATURE_GROUPS):
+            raise ConfigError(f"task {self.name}: feature groups must be among {FEATURE_GROUPS}")
 
     @property
     def positive_index(self) -> int:
@@ -140,6 +164,49 @@ def _ultrasound_cases(datasets_root: Path) -> tuple[tuple[LesionCase, ...], dict
         folds[c.case_id] = bra_folds[c.case_id]
     cases = tuple(sorted([*lesions, *bra.cases], key=lambda c: c.case_id))
     return cases, {c.case_id: folds[c.case_id] for c in cases}
+
+
+LIDC_CLASSES = ("benign", "malignant")
+LIDC_MALIGNANT = ("malignant",)
+#: LIDC's ``diagnosis`` values → the task's classes.
+LIDC_DIAGNOSES = {"Benign": "benign", "Malign": "malignant"}
+LIDC_N_FOLDS = 5
+LIDC_TEST_FOLD = "test"
+
+
+def lidc_cv_folds(patients: Mapping[str, str], diagnosis: Mapping[str, str], n_folds: int = LIDC_N_FOLDS,
+                  seed: int = SEED) -> dict[str, str]:
+    """Folds ``"1"``..``"n_folds"`` of nodules ``{case_id: patient_id}`` with ``{case_id: class}``: patients are
+    dealt whole (every nodule of a patient in one fold) by :func:`~radvlsm.data.splits.stratified_folds`,
+    stratified by whether the patient has a malignant nodule."""
+    by_patient: dict[str, list[str]] = {}
+    for cid, pid in patients.items():
+        by_patient.setdefault(pid, []).append(cid)
+    strata = {pid: ("malignant" if any(diagnosis[c] in LIDC_MALIGNANT for c in cids) else "benign")
+              for pid, cids in by_patient.items()}
+    dealt = stratified_folds(by_patient, strata, n_folds, seed)
+    return {cid: str(dealt[pid] + 1) for pid, cids in by_patient.items() for cid in cids}
+
+
+def _lidc_cases(datasets_root: Path) -> tuple[tuple[LesionCase, ...], dict[str, str]]:
+    root = Path(datasets_root) / "lidc-nodules"
+    ds = read_dataset(root, "lidc-nodules")
+    split = dict(lidc_split().assignment)
+    cases = []
+    for c in ds.cases:
+        if c.diagnosis not in LIDC_DIAGNOSES:
+            raise InputError(root / "labels.csv", f"case {c.case_id}: diagnosis {c.diagnosis!r} is not one of "
+                                                  f"{list(LIDC_DIAGNOSES)}")
+        if c.case_id not in split:
+            raise InputError(root, f"case {c.case_id} is not in the committed LIDC split")
+        if not c.labels.get("patient_id"):
+            raise InputError(root / "labels.csv", f"case {c.case_id} has no patient_id")
+        cases.append(replace(c, diagnosis=LIDC_DIAGNOSES[c.diagnosis]))
+    cases.sort(key=lambda c: c.case_id)
+    dev = [c for c in cases if split[c.case_id] != LIDC_TEST_FOLD]
+    folds = lidc_cv_folds({c.case_id: c.labels["patient_id"] for c in dev}, {c.case_id: str(c.diagnosis) for c in dev})
+    folds.update({c.case_id: LIDC_TEST_FOLD for c in cases if split[c.case_id] == LIDC_TEST_FOLD})
+    return tuple(cases), folds
 
 
 PH2_TASK = DiagnosisTask(
@@ -204,7 +271,50 @@ ULTRASOUND_TASK = DiagnosisTask(
     cases=_ultrasound_cases,
 )
 
-TASKS: dict[str, DiagnosisTask] = {t.name: t for t in (PH2_TASK, ULTRASOUND_TASK)}
+LIDC_TASK = DiagnosisTask(
+    name="lidc",
+    title="LIDC-IDRI",
+    modality="lung nodules, chest CT",
+    dataset=(
+        "LIDC-IDRI nodule VOIs (Armato et al., Medical Physics 2011; TCIA, CC BY 3.0; `lidc-nodules`: 3-D VOIs "
+        "around each nodule, int16 HU at the scan's native spacing, a nodule mask each). The label is LIDC's "
+        "`diagnosis` (Benign / Malign): the radiologists' opinion of malignancy, not pathology. Features come "
+        "from the volume and the mask only: the semantic ratings, the malignancy score and the labelled diameter "
+        "are never features (the diameter only sizes the point prompt of the predicted masks, as a user's "
+        "`--points` would)"),
+    folds_text=(
+        "The committed LIDC split by patient (`radvlsm/data/split_files/lidc_split.csv`, 70/10/20): its `train`"
+        "+`val` patients dealt over folds 1-5 by patient (all of a patient's nodules in one fold), stratified by "
+        "whether the patient has a malignant nodule (seed 2026, `radvlsm.fusion.tasks.lidc_cv_folds`); its `test` "
+        "patients are fold `test`, kept out of the cross-validation, of the feature-set choice and of the shipped "
+        "head"),
+    classes=LIDC_CLASSES,
+    positive="malignant",
+    malignant=LIDC_MALIGNANT,
+    holdout_fold=LIDC_TEST_FOLD,
+    holdout_text=(
+        "LIDC `test` (patients in no training fold, never seen by the CT segmenter either), predicted by the "
+        "shipped head, fitted on folds 1-5 (`train`+`val`) with the feature set chosen by their cross-validation; "
+        "each ablation row: a head of that feature set fitted on folds 1-5"),
+    segmenter_text=(
+        "The CT segmenter (`radvlsm train segmenter --domain ct`) trained on LIDC `train` (folds 1-5 hold "
+        "`train` and `val`): with it, the visual features and the predicted masks of the cross-validated cases "
+        "come from nodules it has seen (mostly) and are better than on new scans; the `test` figures are free "
+        "of that ('{nested}' scores the feature-set choice by nested cross-validation on folds 1-5)."),
+    scope_text=(
+        "{n_cases} nodules ({n_positive} malignant) of 441 patients, from the LIDC-IDRI scans (several sites "
+        "and scanners, slice thickness 0.6-3 mm). The label is the radiologists' opinion of malignancy (LIDC's "
+        "`diagnosis`), not pathology: the head learns what radiologists call malignant, size first. The head "
+        "knows only benign and malignant; it gives one of them for any mask, a nodule or not. Nodules whose "
+        "predicted mask was empty are left out of the figures (listed above)."),
+    cases=_lidc_cases,
+    volumetric=True,
+    feature_groups=("radiomics", "visual"),
+    radiomics_params=None,
+    test_fold=LIDC_TEST_FOLD,
+)
+
+TASKS: dict[str, DiagnosisTask] = {t.name: t for t in (PH2_TASK, ULTRASOUND_TASK, LIDC_TASK)}
 
 
 def get_task(name: str) -> DiagnosisTask:

@@ -1,10 +1,13 @@
 """Training recipe of the diagnosis head (``radvlsm train diagnoser``) for one :class:`DiagnosisTask`: PH2
-dermoscopy (``ph2``: 3 classes, melanoma-vs-rest AUC) or breast ultrasound (``breast-ultrasound``: BUSI lesions +
-BUS-BRA, benign vs malignant); see :mod:`radvlsm.fusion.tasks`.
+dermoscopy (``ph2``: 3 classes, melanoma-vs-rest AUC), breast ultrasound (``breast-ultrasound``: BUSI lesions +
+BUS-BRA, benign vs malignant) or LIDC lung nodules in CT (``lidc``: benign vs malignant, 3-D); see
+:mod:`radvlsm.fusion.tasks`.
 
-1. Features for every case of the task (:func:`compute_features`), from the ground-truth mask or from the mask
-   the pipeline predicts from the ground-truth box; cached as CSV in the run folder (a rerun with the same
-   segmenter, mask mode and radiomics parameters reuses them; a long run saves it as it goes).
+1. Features for every case of the task (:func:`compute_features` with the task's :data:`CaseFeaturizer`: 2-D
+   images, :func:`image_featurizer`; CT volumes, :class:`radvlsm.fusion.volume.NoduleFeaturizer`), from the
+   ground-truth mask or from the mask the pipeline predicts (2-D: from the ground-truth box; CT: from the
+   nodule's point); cached as CSV in the run folder (a rerun with the same segmenter, mask mode and radiomics
+   parameters reuses them; a long run saves it as it goes).
 2. Cross-validation on the task's folds (:func:`cross_validate_groups`): selection, scaling and calibration are
    fitted inside each fold's training part; a fold's test part is never used for fitting. Reported: the
    positive class's one-vs-rest ROC AUC (melanoma; malignant) with a stratified bootstrap 95% interval, accuracy
@@ -12,7 +15,9 @@ BUS-BRA, benign vs malignant); see :mod:`radvlsm.fusion.tasks`.
    colour, and all fused; and for the selection of the feature set itself, scored by nested cross-validation
    (each outer fold's choice is made by cross-validation on the other folds only).
 3. The shipped head: fitted on all cases with the feature set of the best cross-validated positive-class AUC
-   (the choice the nested figures score) (:func:`fit_head`), saved as JSON with a model card.
+   (the choice the nested figures score) (:func:`fit_head`), saved as JSON with a model card. A task with a
+   :attr:`~DiagnosisTask.test_fold` (``lidc``) keeps that fold out of steps 2 and 3: the head is fitted on the
+   other folds, and scores the test fold once (with a head per ablation, fitted the same way, beside it).
 
 :func:`train_diagnoser` runs the three steps and writes::
 
@@ -77,6 +82,9 @@ FEATURE_CACHE_SCHEMA = 1
 #: Gives the lesion mask and embedding of one image: ``(rgb, case) -> (mask, embedding)`` or ``None`` when no
 #: lesion was found.
 MaskSource = Callable[[np.ndarray, LesionCase], "tuple[np.ndarray, np.ndarray] | None"]
+#: Gives the features of one case: ``case -> (features, Dice of the predicted mask against the experts')``;
+#: features ``None`` when no lesion was found, Dice ``None`` when not measured.
+CaseFeaturizer = Callable[[LesionCase], "tuple[LesionFeatures | None, float | None]"]
 
 
 class MaskMode(str, Enum):
@@ -115,25 +123,43 @@ def gt_box_source(predictor: SegmenterPredictor, use_gt_mask: bool) -> MaskSourc
     return source
 
 
-def compute_features(cases: Sequence[LesionCase], source: MaskSource, extractor: RadiomicsExtractor,
-                     on_case: Callable[[], None] | None = None) -> tuple[list[LesionFeatures], list[str]]:
-    """Features of each case; cases whose lesion is not found, or whose features pyradiomics refuses (logged
-    with the reason), are listed in the second value."""
-    out, missing = [], []
-    for case in cases:
+def image_featurizer(source: MaskSource, extractor: RadiomicsExtractor, record_dice: bool = False
+                     ) -> CaseFeaturizer:
+    """The features of a 2-D image case (:func:`~radvlsm.fusion.features.lesion_features`) under the mask
+    ``source`` gives; with ``record_dice`` the Dice of that mask against the experts'."""
+
+    def featurize(case: LesionCase) -> tuple[LesionFeatures | None, float | None]:
         rgb = to_display_rgb(read_image(case.image_path))
         got = source(rgb, case)
+        d = dice(got[0], _gt_mask(case)) if record_dice and got is not None else None
         if got is None or not got[0].any():
+            return None, d
+        return lesion_features(case.case_id, rgb, got[0], got[1], extractor), d
+
+    return featurize
+
+
+def compute_features(cases: Sequence[LesionCase], featurizer: CaseFeaturizer,
+                     on_case: Callable[[], None] | None = None
+                     ) -> tuple[list[LesionFeatures], list[str], dict[str, float]]:
+    """Features of each case; cases whose lesion is not found, or whose features pyradiomics refuses (logged
+    with the reason), are listed in the second value; the third holds the measured mask Dice by case."""
+    out, missing, dices = [], [], {}
+    for case in cases:
+        try:
+            feats, d = featurizer(case)
+        except InputError as exc:
+            log.warning("case %s: no features (%s); left out", case.case_id, exc)
+            feats, d = None, None
+        if d is not None:
+            dices[case.case_id] = d
+        if feats is None:
             missing.append(case.case_id)
         else:
-            try:
-                out.append(lesion_features(case.case_id, rgb, got[0], got[1], extractor))
-            except InputError as exc:
-                log.warning("case %s: no features (%s); left out", case.case_id, exc)
-                missing.append(case.case_id)
+            out.append(feats)
         if on_case:
             on_case()
-    return out, missing
+    return out, missing, dices
 
 
 def write_features_csv(path: Path, feats: Sequence[LesionFeatures]) -> None:
@@ -372,6 +398,8 @@ class DiagnoserReport:
     task: str = PH2_TASK.name
     positive_class: str = PH2_TASK.positive
     holdout_fold: str = PH2_TASK.holdout_fold
+    test_fold: str | None = None
+    n_cv_cases: int | None = None
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S"))
 
     def score(self, features: str) -> CVScores:
@@ -399,10 +427,23 @@ def segmenter_fingerprint(model: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def _params_digest(extractor: RadiomicsExtractor) -> str:
-    ps = extractor.param_set("2d")
+def _params_digest(extractor: RadiomicsExtractor, dimension: str = "2d", extra: str = "") -> str:
+    """Digest of the radiomics parameters (and, for volumes, of the segmentation settings in ``extra``)."""
+    ps = extractor.param_set("3d" if dimension == "3d" else "2d")
     text = ps.path.read_text(encoding="utf-8") + json.dumps(dict(ps.overrides), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return hashlib.sha256((text + extra).encode()).hexdigest()[:16]
+
+
+def task_ablations(ablations: dict[str, tuple[str, ...]], groups: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """The ablations restricted to the feature groups a task's cases have: groups it lacks are dropped from each
+    ablation, and an ablation left empty or equal to an earlier one is dropped (CT has no colour: ``colour`` and
+    ``radiomics+colour`` go, ``fused`` becomes radiomics + visual)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name, g in ablations.items():
+        kept = tuple(x for x in g if x in groups)
+        if kept and kept not in out.values():
+            out[name] = kept
+    return out
 
 
 @dataclass(frozen=True)
@@ -527,9 +568,10 @@ def train_diagnoser(
                        np.array([folds[c.case_id] for c in cases]), task)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    extractor = RadiomicsExtractor(dimension="2d")
+    extractor, featurizer_of = _task_features(task, segmenter, device, cfg.masks)
     fingerprint = segmenter_fingerprint(segmenter)
-    key = FeatureCacheKey(cfg.masks.value, fingerprint, _params_digest(extractor))
+    key = FeatureCacheKey(cfg.masks.value, fingerprint, _params_digest(
+        extractor, "3d" if task.volumetric else "2d", _volume_settings() if task.volumetric else ""))
     cache = _read_cache(out_dir, key)
     have = {f.case_id for f in cache.features} | set(cache.missing)
     todo = [c for c in cases if c.case_id not in have]
@@ -539,12 +581,11 @@ def train_diagnoser(
         if todo:
             log.info("computing features of %d %s case(s) (%d cached in %s), masks: %s", len(todo), task.title,
                      len(cases) - len(todo), out_dir / FEATURES_FILE, cfg.masks.value)
-            predictor = SegmenterPredictor(segmenter, device=device)
-            source = gt_box_source(predictor, use_gt_mask=cfg.masks is MaskMode.GT)
+            featurizer = featurizer_of()
             bar = progress.add_task("features", total=len(todo))
             for i in range(0, len(todo), CACHE_EVERY):
-                cache = _extend_cache(out_dir, key, cache, todo[i:i + CACHE_EVERY], source, extractor,
-                                      cfg.masks is MaskMode.PREDICTED, lambda: progress.advance(bar))
+                cache = _extend_cache(out_dir, key, cache, todo[i:i + CACHE_EVERY], featurizer,
+                                      lambda: progress.advance(bar))
         else:
             log.info("all %d case features reused from %s", len(cases), out_dir / FEATURES_FILE)
 
@@ -560,29 +601,41 @@ def train_diagnoser(
         X, names = stack(feats)
         y = np.array([task.classes.index(labels[f.case_id]) for f in feats])
         fold = np.array([folds[f.case_id] for f in feats])
-        _check_cv_possible(y, fold, task)
+        # the folds of the cross-validation and of the shipped head: all but the task's test fold
+        dev = fold != task.test_fold if task.test_fold is not None else np.ones(len(fold), bool)
+        _check_cv_possible(y[dev], fold[dev], task)
 
-        ablations = dict(cfg.ablations)
+        ablations = task_ablations(dict(cfg.ablations), task.feature_groups)
+        if not ablations:
+            raise ConfigError(f"no ablation uses the feature groups of {task.title} ({', '.join(task.feature_groups)})")
         bar = progress.add_task("cross-validation", total=len(ablations))
-        gcv = cross_validate_groups(feats, labels, folds, ablations, cfg.head, cfg.n_boot,
+        dev_feats = [f for f, d in zip(feats, dev, strict=True) if d]
+        gcv = cross_validate_groups(dev_feats, labels, folds, ablations, cfg.head, cfg.n_boot,
                                     lambda: progress.advance(bar), task)
-        scores, fused_probs = list(gcv.scores), gcv.shipped_probs
+        scores = list(gcv.scores)
         bar = progress.add_task("final head", total=1)
         cols = select_groups(names, ablations[gcv.shipped])
-        head = fit_head(X[:, cols], y, [names[i] for i in cols], task.classes, cfg.head,
+        head = fit_head(X[dev][:, cols], y[dev], [names[i] for i in cols], task.classes, cfg.head,
                         malignant_classes=task.malignant)
         final_dir = head.save(out_dir / FINAL_DIR)
         progress.advance(bar)
+        # out-of-fold probabilities of the CV folds; the shipped head's on the test fold
+        fused_probs = np.zeros((len(y), len(task.classes)))
+        fused_probs[dev] = gcv.shipped_probs
+        if not dev.all():
+            fused_probs[~dev] = head.predict_proba(X[~dev][:, cols])
 
     hold = fold == task.holdout_fold
     hold_scores: list[CVScores] = []
-    if hold.any() and len(np.unique(y[hold] == task.positive_index)) == 2:
+    if task.test_fold is not None:
+        hold_scores = _test_fold_scores(X, y, dev, names, ablations, gcv.shipped, fused_probs, cfg, task)
+    elif hold.any() and len(np.unique(y[hold] == task.positive_index)) == 2:
         rows = [(gcv.shipped, len(cols), fused_probs)]
         if gcv.nested_choices:
             rows.append((NESTED, 0, gcv.nested_probs))
         hold_scores = [score_probabilities(f"{n} (fold {task.holdout_fold} only)", k, y[hold], p[hold], cfg.n_boot,
                                            cfg.head.seed, task.positive_index) for n, k, p in rows]
-    conf = confusion_matrix(y, fused_probs.argmax(1), labels=list(range(len(task.classes))))
+    conf = confusion_matrix(y[dev], fused_probs[dev].argmax(1), labels=list(range(len(task.classes))))
     dice_used = {k: v for k, v in cache.dice if k in wanted and k in by_id}
     report = DiagnoserReport(
         out_dir=out_dir, final_dir=final_dir, masks=cfg.masks, segmenter=segmenter_name,
@@ -596,7 +649,8 @@ def train_diagnoser(
                       else None),
         importance=tuple(FeatureImportance(n, float(g)) for n, g in head.importance(cfg.top_features)),
         n_features_computed=len(todo), seconds=time.perf_counter() - t0, classes=task.classes, task=task.name,
-        positive_class=task.positive, holdout_fold=task.holdout_fold,
+        positive_class=task.positive, holdout_fold=task.holdout_fold, test_fold=task.test_fold,
+        n_cv_cases=int(dev.sum()),
     )
     _write_predictions(out_dir / CV_PREDICTIONS_FILE, feats, labels, folds, fused_probs, task.classes)
     with atomic_write(out_dir / CV_REPORT_JSON) as fh:
@@ -609,14 +663,64 @@ def train_diagnoser(
     return report
 
 
+def _task_features(task: DiagnosisTask, segmenter: LesionSegmenter, device: str, masks: MaskMode
+                   ) -> tuple[RadiomicsExtractor, Callable[[], CaseFeaturizer]]:
+    """The task's radiomics extractor, and a maker of its featurizer (called only when features are missing:
+    it loads the segmenter onto ``device``)."""
+    use_gt = masks is MaskMode.GT
+    if task.volumetric:
+        from radvlsm.fusion.volume import NoduleFeaturizer, ct_extractor
+        from radvlsm.stage2_segment.volume import VolumeSegmenter
+
+        extractor = ct_extractor(task.radiomics_params)
+
+        def volume_featurizer() -> CaseFeaturizer:
+            return NoduleFeaturizer(VolumeSegmenter(SegmenterPredictor(segmenter, device=device)), extractor,
+                                    use_gt_mask=use_gt)
+
+        return extractor, volume_featurizer
+    extractor = RadiomicsExtractor(task.radiomics_params, dimension="2d")
+
+    def featurizer() -> CaseFeaturizer:
+        source = gt_box_source(SegmenterPredictor(segmenter, device=device), use_gt_mask=use_gt)
+        return image_featurizer(source, extractor, record_dice=not use_gt)
+
+    return extractor, featurizer
+
+
+def _volume_settings() -> str:
+    from radvlsm.stage2_segment.volume import VolumeConfig
+
+    return json.dumps(asdict(VolumeConfig()), sort_keys=True, default=str)
+
+
+def _test_fold_scores(X: np.ndarray, y: np.ndarray, dev: np.ndarray, names: Sequence[str],
+                      ablations: dict[str, tuple[str, ...]], shipped: str, shipped_probs: np.ndarray,
+                      cfg: DiagnoserConfig, task: DiagnosisTask) -> list[CVScores]:
+    """Figures on the task's test fold: the shipped head's, then a head per other ablation fitted the same way
+    on the other folds (none of them saw the test fold; the shipped set was chosen without it)."""
+    test = ~dev
+    if not test.any() or len(np.unique(y[test] == task.positive_index)) < 2:
+        return []
+    label = f"(held-out {task.test_fold})"
+    out = [score_probabilities(f"{shipped} {label}", len(select_groups(names, ablations[shipped])), y[test],
+                               shipped_probs[test], cfg.n_boot, cfg.head.seed, task.positive_index)]
+    for name, groups in ablations.items():
+        if name == shipped:
+            continue
+        c = select_groups(names, groups)
+        head = fit_head(X[dev][:, c], y[dev], [names[i] for i in c], task.classes, cfg.head)
+        out.append(score_probabilities(f"{name} {label}", len(c), y[test], head.predict_proba(X[test][:, c]),
+                                       cfg.n_boot, cfg.head.seed, task.positive_index))
+    for s in out:
+        _log_scores(s)
+    return out
+
+
 def _extend_cache(out_dir: Path, key: FeatureCacheKey, cache: _Cache, todo: Sequence[LesionCase],
-                  source: MaskSource, extractor: RadiomicsExtractor, record_dice: bool,
-                  on_case: Callable[[], None]) -> _Cache:
+                  featurizer: CaseFeaturizer, on_case: Callable[[], None]) -> _Cache:
     """Compute the features of ``todo``, merge them into ``cache`` and save it."""
-    new_dice: dict[str, float] = {}
-    if record_dice:
-        source = _recording_dice(source, new_dice)
-    feats, missing = compute_features(todo, source, extractor, on_case)
+    feats, missing, new_dice = compute_features(todo, featurizer, on_case)
     old = [f for f in cache.features if f.case_id not in {g.case_id for g in feats}]
     if old and feats and old[0].names != feats[0].names:
         raise ConfigError(f"{out_dir / FEATURES_FILE}: the cached features have other names than this "
@@ -625,16 +729,6 @@ def _extend_cache(out_dir: Path, key: FeatureCacheKey, cache: _Cache, todo: Sequ
                    tuple(sorted({**dict(cache.dice), **new_dice}.items())))
     _write_cache(out_dir, key, cache)
     return cache
-
-
-def _recording_dice(source: MaskSource, into: dict[str, float]) -> MaskSource:
-    def wrapped(rgb: np.ndarray, case: LesionCase) -> tuple[np.ndarray, np.ndarray] | None:
-        got = source(rgb, case)
-        if got is not None:
-            into[case.case_id] = dice(got[0], _gt_mask(case))
-        return got
-
-    return wrapped
 
 
 def _write_predictions(path: Path, feats: Sequence[LesionFeatures], labels: dict[str, str], folds: dict[str, str],
@@ -668,12 +762,24 @@ def _confusion_table(r: DiagnoserReport) -> str:
     return "\n".join(lines)
 
 
-def _masks_sentence(r: DiagnoserReport) -> str:
-    if r.masks is MaskMode.GT:
+def _masks_sentence(r: DiagnoserReport, task: DiagnosisTask = PH2_TASK) -> str:
+    if task.volumetric:
+        prompt = (f"the segmenter `{r.segmenter}` prompted by the nodule's point (its labelled centre "
+                  "`coordX/Y/Z` in scanner mm and `diameter_mm`: what `--points` gives; "
+                  "`radvlsm.stage2_segment.volume.VolumeSegmenter.segment_point`)")
+        if r.masks is MaskMode.GT:
+            text = ("Radiomics are computed under the experts' nodule masks (`--masks gt`); the visual embedding "
+                    f"comes from {prompt}, averaged over the slices of its mask.")
+        else:
+            text = (f"Features are computed under the masks predicted by {prompt} (`--masks predicted`), the "
+                    "visual embedding averaged over the slices of that mask: the pipeline of `radvlsm diagnose "
+                    "--points`.")
+    elif r.masks is MaskMode.GT:
         return ("Features are computed under the experts' lesion masks (`--masks gt`); the visual embedding comes "
                 f"from the segmenter `{r.segmenter}` prompted with the ground-truth box.")
-    text = (f"Features are computed under the masks the segmenter `{r.segmenter}` predicts from the ground-truth "
-            "box (`--masks predicted`): the pipeline of `radvlsm diagnose --boxes`.")
+    else:
+        text = (f"Features are computed under the masks the segmenter `{r.segmenter}` predicts from the "
+                "ground-truth box (`--masks predicted`): the pipeline of `radvlsm diagnose --boxes`.")
     q = r.mask_quality
     if q is not None:
         text += (f" Dice of those masks against the experts': {q.mean_dice:.3f} over {q.n_cases} cases; "
@@ -703,8 +809,23 @@ def _caveats(r: DiagnoserReport, task: DiagnosisTask) -> str:
 def _holdout_paragraph(r: DiagnoserReport, task: DiagnosisTask) -> str:
     if not r.holdout_fold_scores:
         return ""
+    if r.test_fold is not None:
+        n_test = r.n_cases - (r.n_cv_cases or 0)
+        return (f"**Held-out test** ({n_test} cases): {task.holdout_text}. The first row is the shipped head "
+                f"itself.\n\n{_scores_table(r.holdout_fold_scores, r)}\n\n")
     what = "The shipped feature set" + (" and the nested selection" if len(r.holdout_fold_scores) > 1 else "")
     return f"{what} on {task.holdout_text}:\n\n{_scores_table(r.holdout_fold_scores, r)}\n\n"
+
+
+def _cv_folds(r: DiagnoserReport) -> tuple[str, ...]:
+    return tuple(f for f in r.folds if f != r.test_fold)
+
+
+def _cv_cases_sentence(r: DiagnoserReport) -> str:
+    if r.test_fold is None:
+        return ""
+    return (f" The cross-validation holds the {r.n_cv_cases} cases of folds {', '.join(_cv_folds(r))}; fold "
+            f"`{r.test_fold}` ({r.n_cases - (r.n_cv_cases or 0)} cases) is kept out of it and of the shipped head.")
 
 
 def _class_counts(r: DiagnoserReport) -> str:
@@ -717,14 +838,14 @@ def cv_report_markdown(r: DiagnoserReport, task: DiagnosisTask = PH2_TASK) -> st
     n_cls = len(r.classes)
     return (
         f"# Diagnosis head: cross-validated figures on {task.title} ({r.masks.value} masks)\n\n"
-        f"{_masks_sentence(r)}\n\n"
-        f"Cross-validated on the committed {task.title} folds ({', '.join(r.folds)}): for each fold, a head fitted "
-        "on the other folds (imputation, scaling, feature selection and temperature calibration included) predicts "
-        f"it; a fold's test part is never used for fitting. AUC: {task.positive} vs the rest, from the calibrated "
-        f"{task.positive} probability, with a stratified percentile bootstrap 95% interval ({r.n_boot} "
+        f"{_masks_sentence(r, task)}\n\n"
+        f"Cross-validated on the committed {task.title} folds ({', '.join(_cv_folds(r))}): for each fold, a head "
+        "fitted on the other folds (imputation, scaling, feature selection and temperature calibration included) "
+        f"predicts it; a fold's test part is never used for fitting. AUC: {task.positive} vs the rest, from the "
+        f"calibrated {task.positive} probability, with a stratified percentile bootstrap 95% interval ({r.n_boot} "
         f"replicates). Accuracy and balanced accuracy: {n_cls} classes, the most probable class.\n\n"
-        f"Cases: {r.n_cases} ({_class_counts(r)}); left out (no lesion found): {missing}.\n\n"
-        f"{_scores_table(r.scores, r)}\n\n{hold}"
+        f"Cases: {r.n_cases} ({_class_counts(r)}); left out (no lesion found): {missing}.{_cv_cases_sentence(r)}"
+        f"\n\n{_scores_table(r.scores, r)}\n\n{hold}"
         f"Confusion matrix of the shipped feature set (out of fold):\n\n{_confusion_table(r)}\n\n"
         f"Recipe: `{r.recipe}` (segmenter fingerprint {r.segmenter_fingerprint}; {r.seconds:.0f} s).\n"
     )
@@ -735,13 +856,16 @@ def model_card(r: DiagnoserReport, head: DiagnosisHead, task: DiagnosisTask = PH
     imp = "\n".join(f"| {i} | `{f.name}` | {f.total_gain:.4g} |" for i, f in enumerate(r.importance, 1))
     fused = r.score(r.shipped_features)
     n_cls = len(r.classes)
+    colour = "" if task.volumetric else f" and CIELAB colour ({_n(head, 'colour_')} values)"
     return (
         f"# Model card: radvlsm diagnosis head ({task.modality}, {n_cls} classes)\n\n"
         "## What it is\n\n"
         f"An xgboost classifier over a lesion's features (feature set **{r.shipped_features}**): radiomics "
-        f"({_n(head, 'original_')} pyradiomics features), the segmenter's lesion-aware visual embedding "
-        f"({_n(head, 'visual_')} values: image embedding averaged under the mask, and the mask token) and CIELAB "
-        f"colour ({_n(head, 'colour_')} values); imputation, scaling and "
+        f"({_n(head, 'original_')} pyradiomics features{', 3-D' if task.volumetric else ''}), the segmenter's "
+        f"lesion-aware visual embedding ({_n(head, 'visual_')} values: image embedding averaged under the mask, "
+        f"and the mask token{'; averaged over the nodule slices' if task.volumetric else ''})"
+        f"{colour}; "
+        "imputation, scaling and "
         f"selection of the {r.head_config.k_best} best features (ANOVA F) fitted on the training data, "
         f"temperature-calibrated probabilities (temperature {head.temperature:.3f}, fitted on inner out-of-fold "
         f"margins). Classes: {', '.join(head.classes)}; malignant: {', '.join(head.malignant_classes)}. "
@@ -750,17 +874,16 @@ def model_card(r: DiagnoserReport, head: DiagnosisHead, task: DiagnosisTask = PH
         f"{r.segmenter_fingerprint}); another segmenter gives other visual features.\n\n"
         "## Data\n\n"
         f"{task.dataset}, {r.n_cases} cases used ({_class_counts(r)}); left out: {', '.join(r.missing) or 'none'}."
-        f"\n\n{_masks_sentence(r)}\n\n"
+        f"\n\n{_masks_sentence(r, task)}\n\n"
         "## Folds\n\n"
-        f"{task.folds_text}; folds used: {', '.join(r.folds)}.\n\n"
+        f"{task.folds_text}; folds used: {', '.join(r.folds)}.{_cv_cases_sentence(r)}\n\n"
         "## Recipe\n\n"
         f"```bash\n{r.recipe}\n```\n\n"
         f"Head configuration ({_head_origin(r.head_config)}): {cfg}.\n\n"
         "## Cross-validated figures\n\n"
         "These figures are cross-validated: each fold is predicted by a head fitted on the other folds only "
         "(imputation, scaling, feature selection and calibration included); each fold's test part was never used "
-        "for fitting. The shipped head is then fitted on all the cases above, so it has no held-out figure of "
-        f"its own: the cross-validated figures estimate it. AUC: {task.positive} vs the rest; accuracy and "
+        f"for fitting. {_shipped_sentence(r)} AUC: {task.positive} vs the rest; accuracy and "
         f"balanced accuracy: {n_cls} classes.\n\n"
         f"{_scores_table(r.scores, r)}\n\n"
         f"Shipped: **{r.shipped_features}** (AUC {fused.positive_auc:.3f} [{fused.positive_auc_low:.3f}, "
@@ -775,6 +898,14 @@ def model_card(r: DiagnoserReport, head: DiagnosisHead, task: DiagnosisTask = PH
         f"{_caveats(r, task)}"
         "- Research use only: not a medical device, not a diagnosis.\n"
     )
+
+
+def _shipped_sentence(r: DiagnoserReport) -> str:
+    if r.test_fold is None:
+        return ("The shipped head is then fitted on all the cases above, so it has no held-out figure of its own: "
+                "the cross-validated figures estimate it.")
+    return (f"The shipped head is then fitted on the {r.n_cv_cases} cases of folds {', '.join(_cv_folds(r))} "
+            f"(never on fold `{r.test_fold}`), and scored on fold `{r.test_fold}` below.")
 
 
 def _n(head: DiagnosisHead, prefix: str) -> int:
