@@ -107,6 +107,8 @@ def test_volume_diagnoser_with_the_shipped_head(nodule: tuple[ImageRecord, Volum
     assert seg.status == "ok"
     head = load_head("ct")
     diag = VolumeDiagnoser(head, segmenter).diagnose(vol, seg)
+    feats = VolumeDiagnoser(head, segmenter).features(vol, seg)
+    assert set(head.feature_names) <= set(feats.names)  # the features the head was trained on, by name
     probs = dict(diag.probabilities)
     assert set(probs) == {"benign", "malignant"} and sum(probs.values()) == pytest.approx(1.0, abs=1e-6)
     assert diag.label in probs and diag.malignant_probability == pytest.approx(probs["malignant"])
@@ -125,3 +127,33 @@ def test_volume_diagnoser_refuses_an_empty_mask(nodule: tuple[ImageRecord, Volum
     other = VolumeSegmentation(np.ones((2, 3, 4), bool), seg.geometry, seg.prompt, seg.slices)
     with pytest.raises(InputError, match="shape"):
         VolumeDiagnoser(head, segmenter).diagnose(vol, other)
+
+
+def test_lidc_recipe_keeps_the_test_fold_out(lidc_cases: tuple[tuple[LesionCase, ...], dict[str, str]],
+                                             lidc_root: Path, tmp_path: Path) -> None:
+    """A small run of the recipe (3 CV folds x 2 classes x 2 nodules, 4 test nodules): the CV holds folds 1-3
+    only, the test rows come from heads fitted without the test fold, and the features cache is reused."""
+    from radvlsm.fusion.head import DiagnosisHead, HeadConfig
+    from radvlsm.fusion.train import DiagnoserConfig, MaskMode, train_diagnoser
+    from radvlsm.stage2_segment.build import load_segmenter
+
+    cases, folds = lidc_cases
+    ids: list[str] = []
+    for f in ("1", "2", "3", "test"):
+        for cls in ("benign", "malignant"):
+            ids += [c.case_id for c in cases if folds[c.case_id] == f and c.diagnosis == cls
+                    and c.case_id != "LIDC-IDRI-0332_R_1"][:2]
+    cfg = DiagnoserConfig(masks=MaskMode.PREDICTED, task=LIDC_TASK, cases=tuple(ids), n_boot=20,
+                          head=HeadConfig(k_best=10, n_estimators=20, calibration_folds=2, threads=1))
+    report = train_diagnoser(lidc_root.parent, tmp_path, load_segmenter("ct"), cfg, segmenter_name="ct")
+    assert report.n_cases == 16 and report.n_cv_cases == 12 and report.test_fold == "test"
+    assert [s.features for s in report.scores][:3] == ["radiomics", "visual", "fused"]
+    assert report.holdout_fold_scores[0].features == f"{report.shipped_features} (held-out test)"
+    assert all(s.features.endswith("(held-out test)") for s in report.holdout_fold_scores)
+    assert report.mask_quality is not None and report.mask_quality.holdout_n_cases == 4
+    head = DiagnosisHead.load(report.final_dir)
+    assert head.classes == ("benign", "malignant") and head.malignant_classes == ("malignant",)
+    card = (report.final_dir / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "never on fold `test`" in card and "not pathology" in card and "colour" not in card.split("## Data")[0]
+    again = train_diagnoser(lidc_root.parent, tmp_path, load_segmenter("ct"), cfg, segmenter_name="ct")
+    assert again.n_features_computed == 0 and again.holdout_fold_scores == report.holdout_fold_scores
