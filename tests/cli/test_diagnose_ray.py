@@ -154,3 +154,41 @@ def test_ray_option_errors(inputs: tuple[Path, Path], ray_cluster: Any, tmp_path
     assert code == 2 and "'spark' is not one of local, ray" in output
     code, output = _diagnose(*base, "--executor", "ray", "--workers", "3")
     assert code == 2 and "--workers 3" in output and "2 CPU(s)" in output and "at most 2" in output
+
+
+def test_ct_studies_on_ray_give_the_local_diagnoses(ray_cluster: Any, lidc_root: Path, ibsi_phantom_root: Path,
+                                                     tmp_path: Path) -> None:
+    """CT studies (NIfTI volumes and a DICOM series, nodules from --points) through the Ray workers: the same
+    per-nodule diagnoses, lesions and DICOM SEG as in this process."""
+    from radvlsm.fusion.predictor import EMBEDDED_HEADS
+    from radvlsm.stage2_segment.build import EMBEDDED_MODELS
+
+    if "ct" not in EMBEDDED_HEADS or not (EMBEDDED_HEADS["ct"] / "head.json").is_file():
+        pytest.skip("the embedded CT diagnosis head is not shipped")
+    if not (EMBEDDED_MODELS["ct"] / "model.safetensors").is_file():
+        pytest.skip("the embedded CT segmenter is not shipped")
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    with (lidc_root / "labels.csv").open(newline="") as fh:
+        rows = [r for _, r in zip(range(2), csv.DictReader(fh), strict=False)]
+    lines = ["study,x,y,z,diameter_mm", "image,-74.48,16.33,-18.74,90"]
+    for r in rows:
+        shutil.copy(lidc_root / r["image"], studies / f"{r['case_id']}.nii.gz")
+        lines.append(f"{r['case_id']},{r['coordX']},{r['coordY']},{r['coordZ']},{r['diameter_mm']}")
+    shutil.copytree(ibsi_phantom_root / "dicom" / "image", studies / "phantom" / "image")
+    points = tmp_path / "points.csv"
+    points.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    outs = {}
+    for kind in ("local", "ray"):
+        out = tmp_path / kind
+        extra = ("--executor", "ray", "--workers", "2") if kind == "ray" else ()
+        code, output = _diagnose(str(studies), "-o", str(out), "--points", str(points), *extra)
+        assert code == 0, output
+        outs[kind] = out
+    local, ray = outs["local"], outs["ray"]
+    assert (ray / "diagnoses.csv").read_text() == (local / "diagnoses.csv").read_text()
+    assert (ray / "lesions.csv").read_text() == (local / "lesions.csv").read_text()
+    assert sorted(r["case_id"] for r in _rows(local / "diagnoses.csv")) == sorted(
+        [f"{r['case_id']}_n1" for r in rows] + ["image_n1"])
+    assert all(r["label"] in ("benign", "malignant") for r in _rows(local / "diagnoses.csv"))
+    assert (ray / "seg" / "image.dcm").is_file() and _rows(ray / "errors.csv") == []
