@@ -305,8 +305,9 @@ LIDC_TASK = DiagnosisTask(
         "{n_cases} nodules ({n_positive} malignant) of 441 patients, from the LIDC-IDRI scans (several sites "
         "and scanners, slice thickness 0.6-3 mm). The label is the radiologists' opinion of malignancy (LIDC's "
         "`diagnosis`), not pathology: the head learns what radiologists call malignant, size first. The head "
-        "knows only benign and malignant; it gives one of them for any mask, a nodule or not. Nodules whose "
-        "predicted mask was empty are left out of the figures (listed above)."),
+        "knows only benign and malignant; it gives one of them for any mask, a nodule or not. Nodules that gave "
+        "no features (no predicted mask, or a labelled point outside its VOI) are left out of the figures (listed "
+        "above)."),
     cases=_lidc_cases,
     volumetric=True,
     feature_groups=("radiomics", "visual"),

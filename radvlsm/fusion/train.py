@@ -594,8 +594,8 @@ def train_diagnoser(
         feats = [by_id[c.case_id] for c in cases if c.case_id in by_id]
         missing = tuple(c.case_id for c in cases if c.case_id not in by_id)
         if missing:
-            log.warning("%d case(s) without a lesion found by the segmenter, left out: %s", len(missing),
-                        ", ".join(missing))
+            log.warning("%d case(s) without features (no lesion found, or refused: see the log), left out: %s",
+                        len(missing), ", ".join(missing))
         if not feats:
             raise ConfigError("no case has features; nothing to train on")
         X, names = stack(feats)
@@ -844,8 +844,8 @@ def cv_report_markdown(r: DiagnoserReport, task: DiagnosisTask = PH2_TASK) -> st
         f"predicts it; a fold's test part is never used for fitting. AUC: {task.positive} vs the rest, from the "
         f"calibrated {task.positive} probability, with a stratified percentile bootstrap 95% interval ({r.n_boot} "
         f"replicates). Accuracy and balanced accuracy: {n_cls} classes, the most probable class.\n\n"
-        f"Cases: {r.n_cases} ({_class_counts(r)}); left out (no lesion found): {missing}.{_cv_cases_sentence(r)}"
-        f"\n\n{_scores_table(r.scores, r)}\n\n{hold}"
+        f"Cases: {r.n_cases} ({_class_counts(r)}); left out (no lesion found, or refused): {missing}."
+        f"{_cv_cases_sentence(r)}\n\n{_scores_table(r.scores, r)}\n\n{hold}"
         f"Confusion matrix of the shipped feature set (out of fold):\n\n{_confusion_table(r)}\n\n"
         f"Recipe: `{r.recipe}` (segmenter fingerprint {r.segmenter_fingerprint}; {r.seconds:.0f} s).\n"
     )
@@ -856,22 +856,17 @@ def model_card(r: DiagnoserReport, head: DiagnosisHead, task: DiagnosisTask = PH
     imp = "\n".join(f"| {i} | `{f.name}` | {f.total_gain:.4g} |" for i, f in enumerate(r.importance, 1))
     fused = r.score(r.shipped_features)
     n_cls = len(r.classes)
-    colour = "" if task.volumetric else f" and CIELAB colour ({_n(head, 'colour_')} values)"
     return (
         f"# Model card: radvlsm diagnosis head ({task.modality}, {n_cls} classes)\n\n"
         "## What it is\n\n"
-        f"An xgboost classifier over a lesion's features (feature set **{r.shipped_features}**): radiomics "
-        f"({_n(head, 'original_')} pyradiomics features{', 3-D' if task.volumetric else ''}), the segmenter's "
-        f"lesion-aware visual embedding ({_n(head, 'visual_')} values: image embedding averaged under the mask, "
-        f"and the mask token{'; averaged over the nodule slices' if task.volumetric else ''})"
-        f"{colour}; "
-        "imputation, scaling and "
+        f"An xgboost classifier over a lesion's features (feature set **{r.shipped_features}**): "
+        f"{_groups_text(head, task)}; imputation, scaling and "
         f"selection of the {r.head_config.k_best} best features (ANOVA F) fitted on the training data, "
         f"temperature-calibrated probabilities (temperature {head.temperature:.3f}, fitted on inner out-of-fold "
         f"margins). Classes: {', '.join(head.classes)}; malignant: {', '.join(head.malignant_classes)}. "
         "Files: `head.json` + `booster.json` (xgboost's JSON), no pickle.\n\n"
         f"It must be used with the segmenter it was trained with: `{r.segmenter}` (fingerprint "
-        f"{r.segmenter_fingerprint}); another segmenter gives other visual features.\n\n"
+        f"{r.segmenter_fingerprint}); another segmenter gives other masks and visual features.\n\n"
         "## Data\n\n"
         f"{task.dataset}, {r.n_cases} cases used ({_class_counts(r)}); left out: {', '.join(r.missing) or 'none'}."
         f"\n\n{_masks_sentence(r, task)}\n\n"
@@ -898,6 +893,20 @@ def model_card(r: DiagnoserReport, head: DiagnosisHead, task: DiagnosisTask = PH
         f"{_caveats(r, task)}"
         "- Research use only: not a medical device, not a diagnosis.\n"
     )
+
+
+def _groups_text(head: DiagnosisHead, task: DiagnosisTask) -> str:
+    """What the head reads, group by group (groups it does not read are not named)."""
+    parts = []
+    if _n(head, "original_"):
+        parts.append(f"radiomics ({_n(head, 'original_')} pyradiomics features{', 3-D' if task.volumetric else ''})")
+    if _n(head, "visual_"):
+        parts.append(f"the segmenter's lesion-aware visual embedding ({_n(head, 'visual_')} values: image embedding "
+                     "averaged under the mask, and the mask token"
+                     f"{'; averaged over the nodule slices' if task.volumetric else ''})")
+    if _n(head, "colour_"):
+        parts.append(f"CIELAB colour ({_n(head, 'colour_')} values)")
+    return ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
 
 
 def _shipped_sentence(r: DiagnoserReport) -> str:
