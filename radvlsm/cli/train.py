@@ -119,12 +119,15 @@ def localizer(
 
 def diagnoser(
     data: Path = typer.Option(
-        None, "--data", help="Folder holding ph2/, or busi/ and bus-bra/ (default: ../shared/datasets)."
+        None, "--data", help="Folder holding ph2/, busi/ and bus-bra/, or lidc-nodules/ (default: "
+        "../shared/datasets)."
     ),
     task_name: str = typer.Option(
         "ph2", "--task",
-        help="What the head tells apart: ph2 (PH2 dermoscopy, 3 classes, melanoma AUC) or breast-ultrasound "
-             "(BUSI lesions + BUS-BRA, benign vs malignant; folds 1-5, fold 1 = BUSI test + BUS-BRA fold 1).",
+        help="What the head tells apart: ph2 (PH2 dermoscopy, 3 classes, melanoma AUC), breast-ultrasound "
+             "(BUSI lesions + BUS-BRA, benign vs malignant; folds 1-5, fold 1 = BUSI test + BUS-BRA fold 1) or "
+             "lidc (LIDC CT nodules, benign vs malignant from 3-D features; folds 1-5 by patient from train+val, "
+             "the test patients held out; use --segmenter ct).",
     ),
     segmenter_spec: str = typer.Option(
         "default", "--segmenter", help="The segmenter giving the visual features (default | model folder | spec)."
