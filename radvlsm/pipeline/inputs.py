@@ -31,7 +31,8 @@ class InputItem:
     stem; a series: its folder's name).
 
     Attributes:
-        series_uid: for a folder holding several DICOM series, the SeriesInstanceUID of this study's.
+        series_uid: for a DICOM series folder, the SeriesInstanceUID of the study's slices (other files in the
+            folder, a scout or another series, are not part of it).
     """
 
     case_id: str
@@ -66,7 +67,7 @@ def discover_inputs(paths: Iterable[Path]) -> tuple[list[InputItem], list[InputP
         items.append(InputItem(cid, p, series_uid))
 
     def add_series(s_: SeriesStudy) -> None:
-        add(s_.folder, s_.case_id, s_.series_uid if s_.shared_folder else None)
+        add(s_.folder, s_.case_id, s_.series_uid)  # the reader reads only this series, whatever lies beside it
 
     for raw in paths:
         p = Path(raw)
@@ -123,7 +124,8 @@ class SeriesStudy:
         series_uid: their SeriesInstanceUID.
         case_id: the folder's name, and the series number after it when the folder holds several series
             (``<folder>_s3``).
-        shared_folder: whether other series share the folder (the reader must then be told which one).
+        shared_folder: whether other series of several slices share the folder (then the case id names the
+            series).
         n_files: the number of slice files.
     """
 

@@ -52,8 +52,9 @@ def test_series_folders_become_one_study_each_and_non_images_are_skipped(ibsi_ph
     shutil.copy(ibsi_phantom_root / "nifti" / "image.nii.gz", tmp_path / "in" / "phantom_nifti.nii.gz")
     items, problems = discover_inputs([tmp_path / "in"])
     assert problems == []
+    uid = str(pydicom.dcmread(next((study / "image").iterdir())).SeriesInstanceUID)
     assert [(it.case_id, it.path, it.series_uid) for it in items] == [
-        ("image", study / "image", None),  # 60 slices: one study; the RTSTRUCT beside it is not an input
+        ("image", study / "image", uid),  # 60 slices: one study; the RTSTRUCT beside it is not an input
         ("phantom_nifti", tmp_path / "in" / "phantom_nifti.nii.gz", None),
     ]
 
@@ -63,8 +64,12 @@ def test_a_folder_holding_two_series_gives_two_studies(ibsi_phantom_root: Path, 
     _copy_series(ibsi_phantom_root / "dicom" / "image", folder, keep=slice(10, 20))
     _copy_series(ibsi_phantom_root / "dicom" / "image", folder, uid=pydicom.uid.generate_uid(), number=7,
                  keep=slice(0, 5))
+    _copy_series(ibsi_phantom_root / "dicom" / "image", folder, uid=pydicom.uid.generate_uid(), number=8,
+                 keep=slice(30, 31))  # a lone slice of a third series (a scout): a study of its own
     items, problems = discover_inputs([folder])
     assert problems == []
+    assert [it.path.name for it in items if it.path.is_file()] == ["s8_DCM_IMG_00030.dcm"]
+    items = [it for it in items if it.path.is_dir()]
     by_id = {it.case_id: it for it in items}
     # the phantom's series has no SeriesNumber: it is named by its rank in the folder (first by file name)
     assert set(by_id) == {"mixed_s1", "mixed_s7"}
