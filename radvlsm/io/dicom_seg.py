@@ -1,9 +1,9 @@
 """DICOM Segmentation objects (highdicom) for masks of DICOM inputs, referencing their source images.
 
 A mask of a 2-D DICOM image, of every frame of a multi-frame image (an ultrasound cine), or of a DICOM series
-(a CT volume) becomes one binary SEG instance with one segment ("Lesion", SNOMED CT 52988006, algorithm type
-AUTOMATIC, algorithm radvlsm), in a new series of the source's study; only frames that hold lesion voxels are
-stored (highdicom's default), each referencing its source image or frame.
+(a CT volume) becomes one binary SEG instance with one segment per lesion ("Lesion", SNOMED CT 52988006,
+algorithm type AUTOMATIC, algorithm radvlsm), in a new series of the source's study; only frames that hold
+lesion voxels are stored (highdicom's default), each referencing its source image or frame.
 
 The SEG necessarily repeats the source's patient and study modules (a SEG belongs to its patient's study): it
 carries the identifiers the input carried, no more.
@@ -71,14 +71,16 @@ def source_datasets(record: ImageRecord) -> list[Dataset]:
 
 def write_dicom_seg(record: ImageRecord, mask: np.ndarray, out_path: Path, *, label: str = "lesion",
                     sources: Sequence[Dataset] | None = None) -> Path:
-    """Write the binary ``mask`` of a DICOM input as a DICOM SEG file at ``out_path``.
+    """Write the ``mask`` of a DICOM input as a DICOM SEG file at ``out_path``.
 
     Args:
         record: the input as read (2-D image, multi-frame image or series volume).
-        mask: boolean, the shape of ``record.pixels`` without colour channels: ``(H, W)``, ``(F, H, W)`` for a
-            multi-frame image, ``(Z, Y, X)`` for a volume (slices in the record's order).
+        mask: the shape of ``record.pixels`` without colour channels: ``(H, W)``, ``(F, H, W)`` for a
+            multi-frame image, ``(Z, Y, X)`` for a volume (slices in the record's order). Boolean: one segment;
+            an integer label map (lesion ``k`` = ``k``, e.g. the nodules of a CT study): segments ``1 … max``,
+            labelled ``"<label> k"``, in the same numbers (a lesion not found is an empty segment).
         out_path: where to write (the parent folder is created); written whole or not at all.
-        label: the segment's label.
+        label: the segment's label (the segments' prefix for a label map).
         sources: the source datasets if already read (:func:`source_datasets` otherwise).
 
     Raises:
@@ -86,24 +88,34 @@ def write_dicom_seg(record: ImageRecord, mask: np.ndarray, out_path: Path, *, la
     """
     sources = list(sources) if sources is not None else source_datasets(record)
     shape = record.pixels.shape[:-1] if record.is_rgb else record.pixels.shape
-    m = np.asarray(mask).astype(bool)
-    if m.shape != shape:
-        raise InputError(record.path, f"the mask is {m.shape}, the image {shape}: they do not fit")
-    if not m.any():
+    raw = np.asarray(mask)
+    if raw.shape != shape:
+        raise InputError(record.path, f"the mask is {raw.shape}, the image {shape}: they do not fit")
+    if not raw.any():
         raise InputError(record.path, "the mask is empty: a DICOM SEG of nothing is not written")
+    if raw.dtype == bool:
+        m, labels = raw.astype(np.uint8), [label]
+    else:
+        if raw.min() < 0 or raw.max() > 255:
+            raise InputError(record.path, f"a label map holds lesions 1..255, not {raw.min()}..{raw.max()}")
+        m = raw.astype(np.uint8)
+        labels = [f"{label} {k}" for k in range(1, int(m.max()) + 1)]
     study = sources[0]
-    description = hd.seg.SegmentDescription(
-        segment_number=1,
-        segment_label=label[:64],
-        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
-        segmented_property_type=codes.SCT.Lesion,
-        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-        algorithm_identification=hd.AlgorithmIdentificationSequence(
-            name="radvlsm", version=_version(), family=codes.DCM.ArtificialIntelligence),
-    )
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=k,
+            segment_label=text[:64],
+            segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+            segmented_property_type=codes.SCT.Lesion,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=hd.AlgorithmIdentificationSequence(
+                name="radvlsm", version=_version(), family=codes.DCM.ArtificialIntelligence),
+        )
+        for k, text in enumerate(labels, start=1)
+    ]
     with warnings.catch_warnings():  # highdicom's warnings quote patient names: never let them reach a log
         warnings.simplefilter("ignore")
-        seg = _segmentation(sources, m, description, study)
+        seg = _segmentation(sources, m, descriptions, study)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.tmp")
     seg.save_as(tmp)
@@ -111,13 +123,13 @@ def write_dicom_seg(record: ImageRecord, mask: np.ndarray, out_path: Path, *, la
     return out_path
 
 
-def _segmentation(sources: list[Dataset], m: np.ndarray, description: hd.seg.SegmentDescription,
+def _segmentation(sources: list[Dataset], m: np.ndarray, descriptions: list[hd.seg.SegmentDescription],
                   study: Dataset) -> hd.seg.Segmentation:
     return hd.seg.Segmentation(
         source_images=sources,
-        pixel_array=m.astype(np.uint8),
+        pixel_array=m,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[description],
+        segment_descriptions=descriptions,
         series_instance_uid=hd.UID(),
         series_number=int(study.get("SeriesNumber") or 0) + 1000,
         sop_instance_uid=hd.UID(),

@@ -8,9 +8,9 @@ A CT study (a DICOM series folder, a NIfTI volume) is segmented nodule by nodule
 crops, components assembled in 3-D) and, with ``diagnose``, through a volume diagnosis head.
 
 Outputs of study ``S`` (see :mod:`radvlsm.pipeline.outputs`): ``masks/S.nii.gz``, a label map (nodule ``k`` has
-value ``k``) with the input's exact geometry; for a DICOM series, ``seg/S.dcm``, a DICOM SEG of the nodules
-that references the series; ``overlays/S.png``, each nodule's largest axial section side by side; and the
-record, last. :class:`VolumeStudyWork` has :class:`~radvlsm.pipeline.segment.StudyWork`'s contract, so the
+value ``k``) with the input's exact geometry; for a DICOM series, ``seg/S.dcm``, a DICOM SEG that references
+the series, nodule ``k`` its segment ``k``; ``overlays/S.png``, each nodule's largest axial section side by
+side; and the record, last. :class:`VolumeStudyWork` has :class:`~radvlsm.pipeline.segment.StudyWork`'s contract, so the
 local and the Ray executors run it the same way.
 """
 
@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 #: Side of each nodule's tile in a volume study's overlay, pixels.
 OVERLAY_TILE = 192
-#: The DICOM SEG segment's label.
+#: The DICOM SEG segments' label (nodule k: "lung nodule k", segment k).
 SEG_LABEL = "lung nodule"
 
 
@@ -242,7 +242,7 @@ class VolumeStudyWork:
         write_nifti_mask(out.volume_mask_path(cid), labels, vol.geometry, labels=True)
         seg_file = None
         if vol.instance_uids and labels.any():
-            seg_file = relative(write_dicom_seg(vol, labels > 0, out.seg_path(cid), label=SEG_LABEL), out.root)
+            seg_file = relative(write_dicom_seg(vol, labels, out.seg_path(cid), label=SEG_LABEL), out.root)
         write_png_image(out.overlay_path(cid), overlay_tiles(vol, segs), compress_level=1)
         found = [x for x in lesions if x.status == "ok"]
         z, y, x = (int(v) for v in vol.pixels.shape)

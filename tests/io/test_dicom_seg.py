@@ -45,3 +45,19 @@ def test_bad_requests_are_clear_errors(ibsi_phantom_root: Path, tmp_path: Path) 
     with pytest.raises(InputError, match="needs a DICOM input"):
         write_dicom_seg(png, np.ones(png.pixels.shape[:2], bool), tmp_path / "c.dcm")
     assert not (tmp_path / "a.dcm").exists() and not (tmp_path / "b.dcm").exists()
+
+
+def test_a_label_map_gives_one_segment_per_lesion_in_its_numbers(ibsi_phantom_root: Path, tmp_path: Path) -> None:
+    record = read_image(ibsi_phantom_root / "dicom" / "image")
+    labels = np.zeros(record.pixels.shape, np.uint8)
+    labels[20:25, 50:60, 50:60] = 1
+    labels[30:32, 100:110, 100:110] = 3  # lesion 2 was not found: an empty segment 2
+    path = write_dicom_seg(record, labels, tmp_path / "nodules.dcm", label="lung nodule")
+    seg = hd.seg.segread(path)
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["lung nodule 1", "lung nodule 2", "lung nodule 3"]
+    for k in (1, 2, 3):
+        back = seg.get_pixels_by_source_instance(source_sop_instance_uids=list(record.instance_uids),
+                                                 segment_numbers=[k], ignore_spatial_locations=True)[..., 0]
+        assert np.array_equal(back.astype(bool), labels == k), k
+    with pytest.raises(InputError, match=r"1\.\.255"):
+        write_dicom_seg(record, labels.astype(np.int16) * 100, tmp_path / "x.dcm")

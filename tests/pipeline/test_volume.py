@@ -181,6 +181,7 @@ def test_ct_batch_writes_a_dicom_seg_of_the_series(ct_work_out: Path) -> None:
     assert seg.Modality == "SEG"
     assert seg.StudyInstanceUID == src.StudyInstanceUID
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == src.SeriesInstanceUID
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["lung nodule 1"]
     assert not (ct_work_out / "out" / "seg").joinpath("no_point.dcm").exists()
 
 
