@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 
 #: Side of each nodule's tile in a volume study's overlay, pixels.
 OVERLAY_TILE = 192
+#: A chest CT in HU has air (about -1000 HU) in it: a volume whose 1st percentile is above this is doubted.
+AIR_HU_CHECK = -500.0
 #: The DICOM SEG segments' label (nodule k: "lung nodule k", segment k).
 SEG_LABEL = "lung nodule"
 
@@ -113,6 +115,10 @@ def load_volume(item: InputItem) -> ImageRecord | InputProblem:
     if rec.modality is not ImageModality.CT:
         return InputProblem(item.path, f"radvlsm's volume models are for CT; this study is "
                                        f"{getattr(rec.modality, 'value', rec.modality)}")
+    low = float(np.percentile(rec.pixels, 1))
+    if low > AIR_HU_CHECK:
+        log.warning("%s: 1%% of the voxels are below %.0f, none near air's -1000 HU: is this a CT in Hounsfield "
+                    "units? (a NIfTI volume is taken as CT)", item.path, low)
     return rec
 
 

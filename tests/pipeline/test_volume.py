@@ -209,3 +209,20 @@ def test_study_points_serve_named_studies_then_unnamed_rows(tmp_path: Path) -> N
     assert pts.for_study("a") == (NodulePoint(1, 2, 3),)
     assert pts.for_study("b") == (NodulePoint(4, 5, 6),)
     assert pts.studies() == {"a"}
+
+
+def test_a_volume_without_air_is_doubted_as_hu(lidc_root: Path, tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    from radvlsm.pipeline.inputs import InputItem
+    from radvlsm.pipeline.volume import load_volume
+
+    row = _lidc_rows(lidc_root)[0]
+    src = nib.load(lidc_root / row["image"])
+    shifted = tmp_path / "shifted.nii.gz"  # stored without its rescale: 0..~3000 instead of HU
+    nib.save(nib.Nifti1Image(np.asarray(src.dataobj).astype(np.int16) + 1024, src.affine), shifted)
+    with caplog.at_level("WARNING"):
+        assert not isinstance(load_volume(InputItem("ok", lidc_root / row["image"])), Exception)
+        assert "Hounsfield" not in caplog.text
+        rec = load_volume(InputItem("shifted", shifted))
+    assert rec.pixels.shape[0] > 0  # read, and doubted aloud
+    assert "shifted.nii.gz" in caplog.text and "Hounsfield" in caplog.text
