@@ -41,8 +41,8 @@ def resolve_device(device: str) -> str:
     return device
 
 
-POINTS_HELP = ("CSV of nodule positions for CT studies: [study,]x,y,z[,diameter_mm] in scanner mm (LIDC's "
-               "coordX/Y/Z); rows without a study serve every CT study.")
+POINTS_HELP = ("CSV of nodule positions for CT studies: \\[study,]x,y,z\\[,diameter_mm] in scanner mm (LIDC's "
+               "coordX/Y/Z); rows without a study serve every CT study.")  # \\[: not rich markup
 INPUTS_HELP = ("Image files, DICOM series folders, NIfTI volumes, or folders of them (PNG, JPEG, BMP, TIFF, DICOM, "
                "NIfTI).")
 
@@ -163,8 +163,9 @@ def diagnose(
         "CPUs allow)."
     ),
 ) -> None:
-    """Segment and diagnose the lesion in each image: what segment writes, plus each lesion's class
-    probabilities in the records and diagnoses.csv (an image whose lesion is not found gets no label)."""
+    """Segment and diagnose the lesion in each image, and each nodule of a CT study given by --points: what
+    segment writes, plus each lesion's class probabilities in the records and diagnoses.csv (an image whose
+    lesion is not found gets no label)."""
     from radvlsm.pipeline.modality import model_set
 
     mod = _modality(modality)
