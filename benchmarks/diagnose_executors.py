@@ -35,10 +35,8 @@ from pathlib import Path
 import torch
 
 from radvlsm.cli.segment import ModelChoice, PipelineSpec
-from radvlsm.data.boxes import mask_to_box
-from radvlsm.data.cases import read_dataset
+from radvlsm.data.cases import read_dataset, write_gt_boxes_csv
 from radvlsm.data.paths import shared_datasets_root
-from radvlsm.io import read_mask
 from radvlsm.pipeline.executor import ACTOR_PREFIX, RayOptions, absolute_items, import_ray, run_local, run_ray
 from radvlsm.pipeline.inputs import InputItem
 from radvlsm.pipeline.prompts import read_boxes_csv
@@ -50,12 +48,7 @@ def _inputs(n: int, tmp: Path) -> tuple[list[InputItem], Path]:
     cases = sorted(ph2.cases, key=lambda c: c.case_id)[:n]
     if len(cases) < n:
         raise SystemExit(f"PH2 has {len(cases)} cases, fewer than --studies {n}")
-    boxes = tmp / "boxes.csv"
-    with boxes.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["image", "x0", "y0", "x1", "y1"])
-        for c in cases:
-            w.writerow([c.case_id, *mask_to_box(read_mask(c.mask_path)).tolist()])
+    boxes = write_gt_boxes_csv(cases, tmp / "boxes.csv")
     return absolute_items([InputItem(c.case_id, c.image_path) for c in cases]), boxes
 
 

@@ -20,7 +20,6 @@ with the prompt "breast mass".
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import tempfile
@@ -31,6 +30,7 @@ from pathlib import Path
 import torch
 
 from radvlsm.data.boxes import mask_to_box
+from radvlsm.data.cases import write_gt_boxes_csv
 from radvlsm.data.heldout import held_out_cases
 from radvlsm.data.paths import shared_datasets_root
 from radvlsm.io import read_mask
@@ -50,12 +50,7 @@ def throughput(seg: SegmenterPredictor, loc: LocalizerPredictor, cases: list, wo
     """Images/s of run_segment over the lesion images of ``cases``, from ground-truth boxes and from the
     prompt."""
     cases = [c for c in cases if mask_to_box(read_mask(c.mask_path)) is not None]
-    boxes_csv = work / "boxes.csv"
-    with boxes_csv.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["image", "x0", "y0", "x1", "y1"])
-        for c in cases:
-            w.writerow([c.case_id, *mask_to_box(read_mask(c.mask_path)).tolist()])
+    boxes_csv = write_gt_boxes_csv(cases, work / "boxes.csv")
     links = work / "images"
     links.mkdir()
     for c in cases:

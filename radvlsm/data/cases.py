@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from radvlsm.data.boxes import mask_to_box
 from radvlsm.errors import InputError
+from radvlsm.io.reader import read_mask
 from radvlsm.io.record import case_stem
 
 log = logging.getLogger(__name__)
@@ -124,3 +126,16 @@ def read_dataset(root: str | Path, name: str | None = None, require_masks: bool 
     if unpaired:
         log.warning("%s: %d image(s) without a mask (e.g. %s)", images_dir, len(unpaired), unpaired[0].name)
     return LesionDataset(root=root, name=name or root.name, cases=tuple(cases), unpaired=tuple(unpaired))
+
+
+def write_gt_boxes_csv(cases: Sequence[LesionCase], path: Path) -> Path:
+    """Write the box of each case's ground-truth mask as a ``--boxes`` CSV (``image,x0,y0,x1,y1``, pixel
+    edges); cases whose mask is empty (no lesion) or missing get no row."""
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["image", "x0", "y0", "x1", "y1"])
+        for c in cases:
+            box = mask_to_box(read_mask(c.mask_path)) if c.mask_path is not None else None
+            if box is not None:
+                w.writerow([c.case_id, *box.tolist()])
+    return path

@@ -62,3 +62,21 @@ def test_box_helpers() -> None:
         assert 0 <= j[0] < j[2] <= 30 and 0 <= j[1] < j[3] <= 20
         assert box_iou(j, box) > 0.3
     np.testing.assert_array_equal(clip_box(np.array([-5.0, -5, 50, 50]), m.shape), [0, 0, 30, 20])
+
+
+def test_gt_boxes_csv_reads_back_as_box_prompts(tmp_path: Path) -> None:
+    import numpy as np
+
+    from radvlsm.data.boxes import mask_to_box
+    from radvlsm.data.cases import read_dataset, write_gt_boxes_csv
+    from radvlsm.io import read_mask
+    from radvlsm.pipeline.prompts import read_boxes_csv
+
+    samples = read_dataset(Path(__file__).resolve().parents[2] / "data" / "samples")
+    path = write_gt_boxes_csv(samples.cases, tmp_path / "boxes.csv")
+    boxes = read_boxes_csv(path)
+    with_lesion = [c for c in samples.cases if read_mask(c.mask_path).any()]
+    assert set(boxes.by_case) == {c.case_id for c in with_lesion}
+    c = with_lesion[0]
+    row = boxes.by_case[c.case_id][0]
+    np.testing.assert_allclose(row.box, mask_to_box(read_mask(c.mask_path)))
