@@ -83,14 +83,16 @@ def nodule_embedding(segmenter: VolumeSegmenter, volume: ImageRecord, seg: Volum
 
 
 def nodule_features(case_id: str, volume: ImageRecord, seg: VolumeSegmentation, segmenter: VolumeSegmenter,
-                    extractor: RadiomicsExtractor, mask: np.ndarray | None = None) -> LesionFeatures:
-    """The features of one nodule: 3-D radiomics under ``mask`` (default: ``seg.mask``) and the visual
-    embedding of ``seg`` (:func:`nodule_embedding`).
+                    extractor: RadiomicsExtractor, mask: np.ndarray | None = None, *,
+                    visual: bool = True) -> LesionFeatures:
+    """The features of one nodule: 3-D radiomics under ``mask`` (default: ``seg.mask``) and, with ``visual``,
+    the visual embedding of ``seg`` (:func:`nodule_embedding`: a second pass of the segmenter over the slices).
 
     Raises:
         InputError: an empty mask, a mask of another volume, or pyradiomics refusing the case.
     """
-    embedding = nodule_embedding(segmenter, volume, seg)
+    _check(volume, seg)
+    embedding = nodule_embedding(segmenter, volume, seg) if visual else np.zeros(0)
     m = seg.mask if mask is None else np.asarray(mask)
     if m.shape != volume.pixels.shape:
         raise InputError(volume.path, f"mask {m.shape} is not the volume's shape {volume.pixels.shape}")
@@ -115,11 +117,12 @@ class VolumeDiagnoser:
         self.segmenter = segmenter
         self.extractor = extractor or ct_extractor()
         self._diagnoser = Diagnoser(head, self.extractor)
+        #: whether the head reads visual features (the shipped ``ct`` head does not: then none are computed)
+        self.reads_visual = any(n.startswith("visual_") for n in head.feature_names)
 
     def features(self, volume: ImageRecord, seg: VolumeSegmentation) -> LesionFeatures:
-        """Every feature of the nodule (the head reads its own, by name)."""
-        return nodule_features("nodule", volume, seg, self.segmenter,
-                               self.extractor)
+        """The nodule's radiomics, and its visual features when the head reads them (by name)."""
+        return nodule_features("nodule", volume, seg, self.segmenter, self.extractor, visual=self.reads_visual)
 
     def diagnose(self, volume: ImageRecord, seg: VolumeSegmentation) -> Diagnosis:
         """The diagnosis of the nodule ``seg`` (what :meth:`VolumeSegmenter.segment_point` / ``segment_box``
