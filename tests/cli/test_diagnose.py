@@ -168,3 +168,26 @@ def test_default_head_diagnoses_skin_only(tmp_path: Path) -> None:
     # a rerun does nothing: out_of_domain cases count as done
     code, output = _run(str(SAMPLES / "images"), "-o", str(out), "--boxes", str(SAMPLES / "boxes.csv"))
     assert code == 0 and "8alreadydone" in _squeeze(output)
+
+
+def test_ct_samples_of_the_readme(tmp_path: Path) -> None:
+    """The README's CT command on ``data/samples/ct``: both nodules segmented (Dice against the experts' masks)
+    and given a diagnosis, one row per nodule."""
+    from radvlsm.fusion.predictor import EMBEDDED_HEADS
+    from radvlsm.io import read_image, read_mask
+    from radvlsm.metrics.segmentation import dice
+
+    if not (EMBEDDED_HEADS["ct"] / "head.json").is_file():
+        pytest.skip("the embedded CT diagnosis head is not shipped")
+    ct = SAMPLES / "ct"
+    out = tmp_path / "ct"
+    code, output = _run(str(ct / "images"), "-o", str(out), "--points", str(ct / "points.csv"))
+    assert code == 0, output
+    with (out / "diagnoses.csv").open(newline="") as fh:
+        rows = {r["case_id"]: r for r in csv.DictReader(fh)}
+    assert set(rows) == {"LIDC-IDRI-0043_R_2_n1", "LIDC-IDRI-0043_R_3_n1"}
+    assert all(r["status"] == "ok" and r["label"] in ("benign", "malignant") for r in rows.values())
+    for case in ("LIDC-IDRI-0043_R_2", "LIDC-IDRI-0043_R_3"):
+        vol = read_image(ct / "images" / f"{case}.nii.gz")
+        assert dice(read_mask(out / "masks" / f"{case}.nii.gz", like=vol),
+                    read_mask(ct / "masks" / f"{case}.nii.gz", like=vol)) > 0.75, case
