@@ -110,8 +110,9 @@ def load_volume(item: InputItem) -> ImageRecord | InputProblem:
     except (RadvlsmError, ValueError) as exc:
         return InputProblem(item.path, str(exc).removeprefix(f"{item.path}: "))
     if not rec.is_volume or rec.geometry is None or rec.pixels.ndim != 3:
-        return InputProblem(item.path, "a CT study must be a volume (a DICOM series folder or a NIfTI file); "
-                                       "this is a single 2-D image")
+        what = "a multi-frame image without a volume geometry" if rec.is_multiframe else "a single 2-D image"
+        return InputProblem(item.path, f"a CT study must be a volume (a DICOM series folder or a NIfTI file); "
+                                       f"this is {what}")
     if rec.modality is not ImageModality.CT:
         return InputProblem(item.path, f"radvlsm's volume models are for CT; this study is "
                                        f"{getattr(rec.modality, 'value', rec.modality)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
@@ -226,3 +227,13 @@ def test_a_volume_without_air_is_doubted_as_hu(lidc_root: Path, tmp_path: Path,
         rec = load_volume(InputItem("shifted", shifted))
     assert rec.pixels.shape[0] > 0  # read, and doubted aloud
     assert "shifted.nii.gz" in caplog.text and "Hounsfield" in caplog.text
+
+
+def test_a_ct_study_that_is_no_volume_is_named(tmp_path: Path, us_cine: Callable[..., Path]) -> None:
+    from radvlsm.pipeline.inputs import InputItem, InputProblem
+    from radvlsm.pipeline.volume import load_volume
+
+    frames = us_cine(tmp_path / "ct.dcm", np.full((2, 32, 32), 100, np.uint8), modality="CT")
+    got = load_volume(InputItem("ct", frames))
+    assert isinstance(got, InputProblem) and got.path == frames
+    assert "must be a volume" in got.reason and "multi-frame" in got.reason
