@@ -300,9 +300,7 @@ class StudyWork:
 
     def process(self, items: Sequence[InputItem]) -> BatchOutcome:
         """Do the studies of ``items`` that are not done yet (see the class)."""
-        todo, found_done = [], []
-        for it in items:
-            (found_done if study_done(self.out, it.case_id, diagnose=self.diagnosis is not None) else todo).append(it)
+        todo, found_done = plan_studies(self.out.root, items, diagnose=self.diagnosis is not None, overwrite=False)
         loaded = _load_batch(todo)
         problems = [x for x in loaded if isinstance(x, InputProblem)]
         ok = [x for x in loaded if isinstance(x, LoadedImage)]

@@ -36,7 +36,7 @@ from radvlsm.io.record import Modality as ImageModality
 from radvlsm.pipeline.inputs import InputItem, InputProblem
 from radvlsm.pipeline.outputs import CaseRecord, LesionRecord, OutputFolder, relative, round_diagnosis
 from radvlsm.pipeline.overlay import draw_overlay
-from radvlsm.pipeline.segment import BatchOutcome, study_done
+from radvlsm.pipeline.segment import BatchOutcome, plan_studies
 from radvlsm.stage2_segment.volume import (
     NodulePoint,
     VolumeSegmentation,
@@ -189,19 +189,16 @@ class VolumeStudyWork:
         self._lock = threading.Lock()
 
     def process(self, items: Sequence[InputItem]) -> BatchOutcome:
+        todo, found_done = plan_studies(self.out.root, items, diagnose=self.diagnosis is not None, overwrite=False)
         written: list[str] = []
-        found_done: list[str] = []
         problems: list[InputProblem] = []
-        for it in items:
-            if study_done(self.out, it.case_id, diagnose=self.diagnosis is not None):
-                found_done.append(it.case_id)
-                continue
+        for it in todo:
             got = self._study(it)
             if isinstance(got, InputProblem):
                 problems.append(got)
             else:
                 written.append(got)
-        return BatchOutcome(len(items), tuple(written), tuple(found_done), tuple(problems))
+        return BatchOutcome(len(items), tuple(written), tuple(it.case_id for it in found_done), tuple(problems))
 
     def _points(self, item: InputItem) -> tuple[NodulePoint, ...] | InputProblem:
         pts = self.points.for_study(item.case_id) if self.points is not None else ()
