@@ -94,19 +94,29 @@ def localizer(
         "dermoscopy-colonoscopy", "--domain",
         help="Training data (that of the segmenter): dermoscopy-colonoscopy or ultrasound (BUSI + BUS-BRA).",
     ),
+    context_blocks: int = typer.Option(
+        0, "--context-blocks", min=0, help="Prompt-modulated context blocks on the relevance map's keys (0: none)."
+    ),
+    augmentations: str = typer.Option(
+        "identity,hflip,vflip,rot90", "--augmentations",
+        help="Comma-separated cached augmentations (identity, hflip, vflip, rot90, rot270, transpose).",
+    ),
     export: Path = typer.Option(None, "--export", help="Copy the final model (safetensors + config) here."),
 ) -> None:
     """Train the text-prompted localizer on the frozen segmenter's features (the training splits of one domain)."""
     import torch
 
     from radvlsm.errors import RadvlsmError
+    from radvlsm.stage1_localize.config import LocalizerConfig
     from radvlsm.stage1_localize.train import LocalizerTrainConfig, train_localizer
     from radvlsm.stage2_segment.build import load_segmenter
 
     torch.set_num_threads(threads)
     root = data or shared_datasets_root()
     cfg = LocalizerTrainConfig(epochs=epochs, batch_size=batch_size, threads=threads, domain=_domain(domain),
-                               init_qformer=str(init_qformer) if init_qformer else "")
+                               init_qformer=str(init_qformer) if init_qformer else "",
+                               augmentations=tuple(a.strip() for a in augmentations.split(",") if a.strip()),
+                               model=LocalizerConfig(map_context_blocks=context_blocks))
     try:
         seg = load_segmenter(segmenter_spec)
         train_localizer(seg, root, out, cfg, resume=resume, console=console, segmenter_name=segmenter_spec)

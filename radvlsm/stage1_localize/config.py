@@ -38,6 +38,8 @@ class LocalizerConfig:
     Heads:
         embed_dim: shared space of the ITC features and of the relevance map's keys.
         hires_key_dim: width of the stride-4 keys that refine the map.
+        map_context_blocks: prompt-modulated residual context blocks on the map's keys (dilations 1, 2, 4 …);
+            0 = keys see a 3×3 neighbourhood only (the first default localizer).
 
     Box extraction (see :mod:`radvlsm.stage1_localize.boxes`):
         box_rel_thresholds: component thresholds as fractions of the map's maximum.
@@ -71,6 +73,7 @@ class LocalizerConfig:
     text_tokens: int = 1
     embed_dim: int = 128
     hires_key_dim: int = 32
+    map_context_blocks: int = 0
     box_rel_thresholds: tuple[float, ...] = (0.35, 0.5, 0.65)
     box_abs_thresholds: tuple[float, ...] = (0.5,)
     min_peak: float = 0.3
@@ -114,6 +117,8 @@ class LocalizerConfig:
                      "text_dim", "text_tokens", "embed_dim", "hires_key_dim", "top_k"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{where}{name} must be at least 1, not {getattr(self, name)}")
+        if self.map_context_blocks < 0:
+            raise ConfigError(f"{where}map_context_blocks must be 0 or more, not {self.map_context_blocks}")
         if self.hires_dim < 0:
             raise ConfigError(f"{where}hires_dim must be 0 (no stride-4 features) or positive")
         if not self.box_rel_thresholds and not self.box_abs_thresholds:

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from radvlsm.errors import ConfigError
 from radvlsm.stage1_localize.config import LocalizerConfig
+from radvlsm.stage1_localize.modeling.context import MapContextBlock
 from radvlsm.stage1_localize.modeling.qformer import PromptQFormer
 
 
@@ -49,8 +50,11 @@ class TextPromptedLocalizer(nn.Module):
     - ITM: the multimodal pass (queries + text tokens, ``query_length = Q``), mean over query outputs → logit.
     - Relevance map: a conditioned vector ``c = MLP([mean text_out; mean query_out])`` (width ``P``) dotted with
       per-cell keys of the image grid (1×1 conv → GELU → 3×3 conv on the image tokens) gives ``g × g``
-      logits; with stride-4 features these are upsampled (bilinear) to ``4g × 4g`` and a second dot product of
-      ``W c`` with keys of ``hires4`` (3×3 conv → GELU → 1×1 conv) adds the fine detail, plus a learned bias.
+      logits. With ``map_context_blocks > 0`` the keys are first modulated by the prompt (FiLM: scale and
+      shift from ``c``) and passed through that many :class:`MapContextBlock` (dilations 1, 2, 4, …), so
+      each cell is scored with the whole grid in view. With stride-4 features the logits are upsampled
+      (bilinear) to ``4g × 4g`` and a second dot product of ``W c`` with keys of ``hires4`` (3×3 conv → GELU
+      → 1×1 conv) adds the fine detail, plus a learned bias.
     """
 
     def __init__(self, config: LocalizerConfig) -> None:
@@ -71,6 +75,16 @@ class TextPromptedLocalizer(nn.Module):
         self.map_query = nn.Sequential(nn.LayerNorm(2 * H), nn.Linear(2 * H, P), nn.GELU(), nn.Linear(P, P))
         self.map_key = nn.Sequential(nn.Conv2d(E, P, 1), nn.GELU(), nn.Conv2d(P, P, 3, padding=1))
         self.map_bias = nn.Parameter(torch.zeros(1))
+        if c.map_context_blocks > 0:
+            self.map_film: nn.Module | None = nn.Linear(P, 2 * P)
+            nn.init.zeros_(self.map_film.weight)
+            nn.init.zeros_(self.map_film.bias)
+            self.map_context: nn.Module | None = nn.Sequential(
+                *(MapContextBlock(P, dilation=2**i) for i in range(c.map_context_blocks))
+            )
+        else:
+            self.map_film = None
+            self.map_context = None
         if c.hires_dim > 0:
             Ph = c.hires_key_dim
             self.hires_key: nn.Module | None = nn.Sequential(
@@ -135,9 +149,12 @@ class TextPromptedLocalizer(nn.Module):
         assert text_out is not None  # text was given
         itm = self.itm_head(query_out.mean(1)).squeeze(-1)
         cond = self.map_query(torch.cat([text_out.mean(1), query_out.mean(1)], dim=-1))  # (N, P)
-        keys = self.map_key(grid_tokens)  # (B, P, g, g)
+        keys = self.map_key(grid_tokens)[image_index]  # (N, P, g, g)
         P = keys.shape[1]
-        logits = torch.einsum("npxy,np->nxy", keys[image_index], cond) / math.sqrt(P)
+        if self.map_film is not None and self.map_context is not None:
+            scale, shift = self.map_film(cond).chunk(2, dim=-1)  # (N, P) each
+            keys = self.map_context(keys * (1 + scale[:, :, None, None]) + shift[:, :, None, None])
+        logits = torch.einsum("npxy,np->nxy", keys, cond) / math.sqrt(P)
         if self.hires_key is not None and self.hires_query is not None:
             assert hires4 is not None  # checked by check_features
             side = hires4.shape[-1]
