@@ -95,10 +95,10 @@ def localizer(
         help="Training data (that of the segmenter): dermoscopy-colonoscopy or ultrasound (BUSI + BUS-BRA).",
     ),
     context_blocks: int = typer.Option(
-        0, "--context-blocks", min=0, help="Prompt-modulated context blocks on the relevance map's keys (0: none)."
+        4, "--context-blocks", min=0, help="Prompt-modulated context blocks on the relevance map's keys (0: none)."
     ),
     augmentations: str = typer.Option(
-        "identity,hflip,vflip,rot90", "--augmentations",
+        "identity,hflip,vflip,rot90,rot270,transpose", "--augmentations",
         help="Comma-separated cached augmentations (identity, hflip, vflip, rot90, rot270, transpose).",
     ),
     export: Path = typer.Option(None, "--export", help="Copy the final model (safetensors + config) here."),
