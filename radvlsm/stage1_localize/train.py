@@ -1,7 +1,8 @@
 """Training recipe of the text-prompted localizer (``radvlsm train localizer``).
 
 The segmenter is frozen: its image encoder runs ONCE per training image and augmentation (identity, horizontal
-flip, vertical flip, 90° rotation of the input image, mask transformed alike), and the features (embedding and
+flip, vertical flip, 90° rotation of the input image, mask transformed alike; the command's defaults add 270°
+rotation and transposition, and 4 context blocks in the model), and the features (embedding and
 stride-4 ``hires4``) are kept as float16 tensors in memory (and in ``OUT/feature_cache.pt``, reused by
 ``--resume`` when the segmenter and the data are the same). Epochs then cost only the Q-Former and its heads.
 
