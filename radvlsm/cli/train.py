@@ -101,6 +101,13 @@ def localizer(
         "identity,hflip,vflip,rot90,rot270,transpose", "--augmentations",
         help="Comma-separated cached augmentations (identity, hflip, vflip, rot90, rot270, transpose).",
     ),
+    image_branch: bool = typer.Option(
+        False, "--image-branch/--no-image-branch",
+        help="Give the localizer its own copy of the segmenter's last encoder stage, trained on the stride-8 "
+        "features (the segmenter stays frozen).",
+    ),
+    branch_lr_scale: float = typer.Option(0.3, "--branch-lr-scale", min=0.0,
+                                          help="Learning rate of the image branch, as a share of the localizer's."),
     export: Path = typer.Option(None, "--export", help="Copy the final model (safetensors + config) here."),
 ) -> None:
     """Train the text-prompted localizer on the frozen segmenter's features (the training splits of one domain)."""
@@ -116,6 +123,7 @@ def localizer(
     cfg = LocalizerTrainConfig(epochs=epochs, batch_size=batch_size, threads=threads, domain=_domain(domain),
                                init_qformer=str(init_qformer) if init_qformer else "",
                                augmentations=tuple(a.strip() for a in augmentations.split(",") if a.strip()),
+                               image_branch=image_branch, branch_lr_scale=branch_lr_scale,
                                model=LocalizerConfig(map_context_blocks=context_blocks))
     try:
         seg = load_segmenter(segmenter_spec)

@@ -111,6 +111,23 @@ def bind_to_segmenter(config: LocalizerConfig, segmenter: LesionSegmenter, name:
     )
 
 
+def with_image_branch(config: LocalizerConfig, segmenter: LesionSegmenter) -> LocalizerConfig:
+    """``config`` with an :class:`~radvlsm.stage1_localize.modeling.ImageBranch` shaped like ``segmenter``'s last
+    encoder stage (its stride-8 input channels, width and blocks). Only the compact encoder has one."""
+    sc = segmenter.config
+    if sc.encoder != "compact":
+        raise ConfigError(f"an image branch needs a compact-encoder segmenter (stride-8 features); "
+                          f"{sc.name!r} has the {sc.encoder!r} encoder")
+    return dataclasses.replace(config, branch_in_dim=sc.encoder_channels[2], branch_channels=sc.encoder_channels[3],
+                               branch_blocks=sc.encoder_blocks[2])
+
+
+def init_image_branch(model: TextPromptedLocalizer, segmenter: LesionSegmenter) -> None:
+    """Start the localizer's image branch (if it has one) as a copy of the segmenter's last stage and neck."""
+    if model.image_branch is not None:
+        model.image_branch.copy_from(segmenter.image_encoder)  # type: ignore[arg-type]
+
+
 def check_segmenter(config: LocalizerConfig, segmenter: LesionSegmenter, strict: bool = True) -> None:
     """Raise :class:`ConfigError` when ``segmenter`` is not the one whose features the localizer was trained
     on (different shapes always; a different fingerprint when ``strict``, a warning otherwise)."""

@@ -23,6 +23,11 @@ class LocalizerConfig:
         image_size: the segmenter's input side ``S`` (pixels of the model frame).
         hires_dim: channels of the segmenter's stride-4 features ``hires4`` (``image_dim / 8``); 0 = the
             segmenter gives none, and the relevance map stays at ``image_grid`` resolution.
+        branch_in_dim: channels of the segmenter's stride-8 features (``ImageFeatures.stride8``) that the
+            localizer's own stride-16 stage (:class:`~radvlsm.stage1_localize.modeling.ImageBranch`) reads in place
+            of the segmenter's embedding; 0 = no branch, the segmenter's embedding is read as it is.
+        branch_channels, branch_blocks: width and inverted-residual blocks of that stage (those of the
+            segmenter's last stage, which it starts from).
         segmenter_name, segmenter_fingerprint: which segmenter's features it was trained on (see
             :func:`radvlsm.stage1_localize.build.segmenter_fingerprint`); empty = not recorded.
 
@@ -57,6 +62,9 @@ class LocalizerConfig:
     image_grid: int = 16
     image_size: int = 256
     hires_dim: int = 16
+    branch_in_dim: int = 0
+    branch_channels: int = 0
+    branch_blocks: int = 0
     segmenter_name: str = ""
     segmenter_fingerprint: str = ""
     qformer_hidden: int = 192
@@ -119,6 +127,10 @@ class LocalizerConfig:
                 raise ConfigError(f"{where}{name} must be at least 1, not {getattr(self, name)}")
         if self.map_context_blocks < 0:
             raise ConfigError(f"{where}map_context_blocks must be 0 or more, not {self.map_context_blocks}")
+        if self.branch_in_dim < 0 or self.branch_blocks < 0:
+            raise ConfigError(f"{where}branch_in_dim and branch_blocks must be 0 or more")
+        if self.branch_in_dim > 0 and self.branch_channels < 1:
+            raise ConfigError(f"{where}an image branch needs branch_channels of at least 1")
         if self.hires_dim < 0:
             raise ConfigError(f"{where}hires_dim must be 0 (no stride-4 features) or positive")
         if not self.box_rel_thresholds and not self.box_abs_thresholds:

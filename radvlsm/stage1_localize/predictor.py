@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +14,7 @@ from radvlsm.stage1_localize.modeling import TextPromptedLocalizer
 from radvlsm.stage1_localize.phrases import DEFAULT_PROMPT
 from radvlsm.stage1_localize.text import PhraseEncoder
 from radvlsm.stage2_segment.modeling import ImageFeatures
-from radvlsm.stage2_segment.predictor import SegmenterPredictor
+from radvlsm.stage2_segment.predictor import FLIPS, SegmenterPredictor
 from radvlsm.stage2_segment.transforms import ResizeTransform
 
 
@@ -67,6 +67,7 @@ class LocalizerPredictor:
         prompt: str = DEFAULT_PROMPT,
         top_k: int | None = None,
         image_index: Sequence[int] | None = None,
+        flipped: Mapping[str, ImageFeatures] | None = None,
     ) -> list[LocalizationResult]:
         """Localize ``prompt`` in every image of ``features`` (or those listed by ``image_index``).
 
@@ -77,6 +78,10 @@ class LocalizerPredictor:
             prompt: free text ("melanoma", "polyp" …).
             top_k: candidates per image (default: the config's ``top_k``, 5).
             image_index: which of the ``B`` images to answer for (default: all, in order).
+            flipped: test-time augmentation: features of the same images with the model input mirrored
+                (``SegmenterPredictor.encode(images, flip=...)``, keyed by the flip's name in
+                :data:`~radvlsm.stage2_segment.predictor.FLIPS`); the relevance maps and matching probabilities
+                of every view are averaged (each map mirrored back) before the boxes are drawn.
 
         Raises:
             InputError: an empty prompt. ConfigError: features of another kind of segmenter.
@@ -90,20 +95,18 @@ class LocalizerPredictor:
         images = list(range(b)) if image_index is None else [int(i) for i in image_index]
         if not images:
             return []
-        hires4 = features.hires[0] if features.hires is not None else None
-        cfg = self.model.config
-        self.model.check_features(features.embedding, hires4 if cfg.hires_dim > 0 else None)
         vec = self.text_encoder.encode([text]).to(self.device)
-        params = BoxParams.from_config(cfg, top_k)
-        itm_all, rel_all = [], []
-        for s in range(0, len(images), self.max_pairs_per_pass):
-            idx = torch.tensor(images[s : s + self.max_pairs_per_pass], dtype=torch.long, device=self.device)
-            out = self.model(features.embedding.to(self.device), None if hires4 is None else hires4.to(self.device),
-                             vec.expand(len(idx), -1), idx, with_itc=False)
-            itm_all.append(torch.sigmoid(out.itm_logits).float().cpu())
-            rel_all.append(torch.sigmoid(out.relevance_logits).float().cpu())
-        itm = torch.cat(itm_all).numpy()
-        rel = torch.cat(rel_all).numpy()
+        params = BoxParams.from_config(self.model.config, top_k)
+        itm, rel = self._maps(features, images, vec)
+        if flipped:
+            for name, feats in flipped.items():
+                if name not in FLIPS or feats.batch_size != b:
+                    raise ValueError(f"flipped features {name!r}: need one of {sorted(FLIPS)} for all {b} images")
+                itm_f, rel_f = self._maps(feats, images, vec)
+                itm = itm + itm_f
+                rel = rel + np.flip(rel_f, axis=FLIPS[name])
+            itm, rel = itm / (1 + len(flipped)), rel / (1 + len(flipped))
+        cfg = self.model.config
         results = []
         for k, i in enumerate(images):
             mb = extract_boxes(rel[k], float(itm[k]), params, frame_size=cfg.image_size)
@@ -114,10 +117,28 @@ class LocalizerPredictor:
             ))
         return results
 
-    def locate_on(self, segmenter: SegmenterPredictor, prompt: str = DEFAULT_PROMPT,
-                  top_k: int | None = None) -> list[LocalizationResult]:
+    def _maps(self, features: ImageFeatures, images: Sequence[int],
+              vec: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Matching probabilities ``(n,)`` and relevance maps ``(n, R, R)`` of the sentence vector ``vec (1, d)``
+        on the listed images of ``features``."""
+        hires4 = features.hires[0] if features.hires is not None else None
+        cfg = self.model.config
+        stride8 = features.stride8 if cfg.branch_in_dim > 0 else None
+        self.model.check_features(features.embedding, hires4 if cfg.hires_dim > 0 else None, stride8)
+        itm_all, rel_all = [], []
+        for s in range(0, len(images), self.max_pairs_per_pass):
+            idx = torch.tensor(images[s : s + self.max_pairs_per_pass], dtype=torch.long, device=self.device)
+            out = self.model(features.embedding.to(self.device), None if hires4 is None else hires4.to(self.device),
+                             vec.expand(len(idx), -1), idx, with_itc=False,
+                             stride8=None if stride8 is None else stride8.to(self.device))
+            itm_all.append(torch.sigmoid(out.itm_logits).float().cpu())
+            rel_all.append(torch.sigmoid(out.relevance_logits).float().cpu())
+        return torch.cat(itm_all).numpy(), torch.cat(rel_all).numpy()
+
+    def locate_on(self, segmenter: SegmenterPredictor, prompt: str = DEFAULT_PROMPT, top_k: int | None = None,
+                  flipped: Mapping[str, ImageFeatures] | None = None) -> list[LocalizationResult]:
         """:meth:`locate` on the images a :class:`SegmenterPredictor` holds (after its ``set_images``)."""
-        features = getattr(segmenter, "features", None) or getattr(segmenter, "_features", None)
+        features = segmenter.features
         if features is None:
             raise RuntimeError("call the segmenter predictor's set_images before locating prompts on its images")
-        return self.locate(features, segmenter.image_sizes, segmenter.transform, prompt, top_k)
+        return self.locate(features, segmenter.image_sizes, segmenter.transform, prompt, top_k, flipped=flipped)

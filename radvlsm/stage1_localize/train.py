@@ -5,6 +5,8 @@ flip, vertical flip, 90° rotation of the input image, mask transformed alike; t
 rotation and transposition, and 4 context blocks in the model), and the features (embedding and
 stride-4 ``hires4``) are kept as float16 tensors in memory (and in ``OUT/feature_cache.pt``, reused by
 ``--resume`` when the segmenter and the data are the same). Epochs then cost only the Q-Former and its heads.
+With ``image_branch`` the stride-8 features are cached too, and the localizer's own copy of the segmenter's last
+stage and neck (:class:`~radvlsm.stage1_localize.modeling.ImageBranch`) trains on them; the segmenter stays frozen.
 
 Data, by ``domain`` (that of the segmenter): PH2 folds other than :data:`~radvlsm.data.splits.PH2_HOLDOUT_FOLD`
 (repeated ``ph2_repeat`` times) and Kvasir-SEG ``train``, validation on PH2's hold-out fold and Kvasir-SEG ``val``;
@@ -57,10 +59,12 @@ from radvlsm.stage1_localize import phrases as ph
 from radvlsm.stage1_localize.boxes import BoxParams, extract_boxes
 from radvlsm.stage1_localize.build import (
     bind_to_segmenter,
+    init_image_branch,
     init_qformer_from_blip2,
     localizer_config_from_blip2,
     save_localizer,
     segmenter_fingerprint,
+    with_image_branch,
 )
 from radvlsm.stage1_localize.config import LocalizerConfig
 from radvlsm.stage1_localize.modeling import TextPromptedLocalizer
@@ -94,6 +98,9 @@ class LocalizerTrainConfig:
 
     ``init_qformer``: an HF BLIP-2 folder whose Q-Former initialises ours (its Q-Former settings then replace
     the model's); empty = random initialisation.
+    ``image_branch``: give the localizer its own copy of the segmenter's last encoder stage and neck (on the
+    stride-8 features, see :class:`~radvlsm.stage1_localize.modeling.ImageBranch`), trained at ``branch_lr_scale``
+    times the learning rate.
     """
 
     epochs: int = 30
@@ -117,6 +124,8 @@ class LocalizerTrainConfig:
     feature_batch: int = 16
     cache_features_on_disk: bool = True
     init_qformer: str = ""
+    image_branch: bool = False
+    branch_lr_scale: float = 0.3
     model: LocalizerConfig = field(default_factory=LocalizerConfig)
 
 
@@ -171,6 +180,8 @@ class FeatureCache:
     Attributes:
         embedding: ``(N, A, D, g, g)`` float16.
         hires4: ``(N, A, D/8, 4g, 4g)`` float16, or ``None``.
+        stride8: ``(N, A, C, 2g, 2g)`` float16 stride-8 features (kept for localizers with an image branch), or
+            ``None``.
         masks: ``(N, A, R, R)`` uint8, 255 × the mask's area fraction per map cell.
         boxes: ``(N, A, 4)`` float32 ground-truth box of the whole mask, XYXY model-input pixels.
     """
@@ -182,6 +193,7 @@ class FeatureCache:
     hires4: torch.Tensor | None
     masks: torch.Tensor
     boxes: torch.Tensor
+    stride8: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.case_ids)
@@ -194,6 +206,7 @@ def compute_feature_cache(
     map_size: int,
     batch_size: int = 16,
     progress: Callable[[int], None] | None = None,
+    with_stride8: bool = False,
 ) -> FeatureCache:
     """Run the frozen image encoder once per image and augmentation; see :class:`FeatureCache`."""
     unknown = [a for a in augmentations if a not in AUGMENTATIONS]
@@ -201,7 +214,7 @@ def compute_feature_cache(
         raise ConfigError(f"unknown augmentations {unknown}; known: {sorted(AUGMENTATIONS)}")
     segmenter.eval()
     n, A = len(data.case_ids), len(augmentations)
-    embs, hires, masks, boxes = [], [], [], []
+    embs, hires, masks, boxes, s8 = [], [], [], [], []
     items = [(i, a) for i in range(n) for a in range(A)]
     with torch.inference_mode():
         for s in range(0, len(items), batch_size):
@@ -211,6 +224,10 @@ def compute_feature_cache(
             embs.append(feats.embedding.half().cpu())
             if feats.hires is not None:
                 hires.append(feats.hires[0].half().cpu())
+            if with_stride8:
+                if feats.stride8 is None:
+                    raise ConfigError("this segmenter gives no stride-8 features (an image branch needs them)")
+                s8.append(feats.stride8.half().cpu())
             for i, a in chunk:
                 m = np.ascontiguousarray(AUGMENTATIONS[augmentations[a]](data.masks[i])).astype(np.float32)
                 small = cv2.resize(m, (map_size, map_size), interpolation=cv2.INTER_AREA)
@@ -225,6 +242,7 @@ def compute_feature_cache(
         case_ids=tuple(data.case_ids), source=tuple(data.source), augmentations=tuple(augmentations),
         embedding=emb, hires4=hi, masks=torch.stack(masks).view(n, A, map_size, map_size),
         boxes=torch.stack(boxes).view(n, A, 4),
+        stride8=torch.cat(s8).view(n, A, *s8[0].shape[1:]) if s8 else None,
     )
 
 
@@ -233,17 +251,19 @@ def _cache_to_state(c: FeatureCache) -> dict:
                    "embedding": c.embedding, "masks": c.masks, "boxes": c.boxes}
     if c.hires4 is not None:
         state["hires4"] = c.hires4
+    if c.stride8 is not None:
+        state["stride8"] = c.stride8
     return state
 
 
 def _cache_from_state(s: Mapping) -> FeatureCache:
     return FeatureCache(tuple(s["case_ids"]), tuple(s["source"]), tuple(s["augmentations"]), s["embedding"],
-                        s.get("hires4"), s["masks"], s["boxes"])
+                        s.get("hires4"), s["masks"], s["boxes"], s.get("stride8"))
 
 
 def _cached_features(
     path: Path | None, fingerprint: str, segmenter: LesionSegmenter, sets: Mapping[str, tuple[CachedSet, tuple]],
-    map_size: int, batch_size: int, console: Console | None,
+    map_size: int, batch_size: int, console: Console | None, with_stride8: bool = False,
 ) -> dict[str, FeatureCache]:
     """Features of every set, from ``path`` when it was made by the same segmenter on the same cases."""
     if path is not None and path.is_file():
@@ -255,6 +275,7 @@ def _cached_features(
         ok = state.get("fingerprint") == fingerprint and state.get("map_size") == map_size and all(
             name in state and tuple(state[name]["case_ids"]) == tuple(data.case_ids)
             and tuple(state[name]["augmentations"]) == tuple(augs)
+            and (not with_stride8 or "stride8" in state[name])
             for name, (data, augs) in sets.items()
         )
         if ok:
@@ -270,7 +291,7 @@ def _cached_features(
         task = progress.add_task("features", total=total)
         for name, (data, augs) in sets.items():
             out[name] = compute_feature_cache(segmenter, data, augs, map_size, batch_size,
-                                              lambda k: progress.update(task, advance=k))
+                                              lambda k: progress.update(task, advance=k), with_stride8)
     log.info("computed %d image features in %.0f s", total, time.perf_counter() - t0)
     if path is not None:
         state = {"fingerprint": fingerprint, "map_size": map_size, **{k: _cache_to_state(v) for k, v in out.items()}}
@@ -319,9 +340,10 @@ def build_phrase_table(encoder: PhraseEncoder) -> PhraseTable:
 class PairBatch:
     """One training batch: ``B`` images and ``N = B·(1 + negatives)`` (image, phrase) pairs.
 
-    ``embedding (B,D,g,g)``, ``hires4 (B,D/8,4g,4g)`` or ``None``, ``domains (B,)`` long, ``phrase (N,)`` long
-    vocabulary indices, ``image_index (N,)``, ``match (N,)`` float {0,1}, ``targets (N,R,R)`` float in [0,1],
-    ``lesion (B,)`` bool: the image holds a lesion (else every phrase asked of it is a negative).
+    ``embedding (B,D,g,g)``, ``hires4 (B,D/8,4g,4g)`` or ``None``, ``stride8 (B,C,2g,2g)`` or ``None``,
+    ``domains (B,)`` long, ``phrase (N,)`` long vocabulary indices, ``image_index (N,)``, ``match (N,)`` float
+    {0,1}, ``targets (N,R,R)`` float in [0,1], ``lesion (B,)`` bool: the image holds a lesion (else every phrase
+    asked of it is a negative).
     """
 
     embedding: torch.Tensor
@@ -332,6 +354,7 @@ class PairBatch:
     image_index: torch.Tensor
     match: torch.Tensor
     targets: torch.Tensor
+    stride8: torch.Tensor | None = None
 
 
 def _sample_positive(rng: np.random.Generator, table: PhraseTable, domain: str, own: Sequence[int],
@@ -362,6 +385,7 @@ def make_pair_batch(
     ag = torch.from_numpy(aug.astype(np.int64))
     emb = cache.embedding[it, ag].float()
     hires = cache.hires4[it, ag].float() if cache.hires4 is not None else None
+    s8 = cache.stride8[it, ag].float() if cache.stride8 is not None else None
     masks = cache.masks[it, ag].float() / 255.0
     phrase, index, match, targets, domains = [], [], [], [], []
     lesion = masks.flatten(1).amax(1) > 0
@@ -379,7 +403,7 @@ def make_pair_batch(
             match.append(0.0)
             targets.append(zeros)
     return PairBatch(emb, hires, torch.tensor(domains), lesion, torch.tensor(phrase), torch.tensor(index),
-                     torch.tensor(match), torch.stack(targets))
+                     torch.tensor(match), torch.stack(targets), s8)
 
 
 # ------------------------------------------------------------------------------------------ losses
@@ -407,7 +431,7 @@ def _multi_positive_nce(logits: torch.Tensor, positive: torch.Tensor) -> torch.T
 def localizer_loss(model: TextPromptedLocalizer, batch: PairBatch, table: PhraseTable,
                    cfg: LocalizerTrainConfig, text: torch.Tensor) -> LossTerms:
     """The ITC + ITM + grounding loss of one batch (``text (N, text_dim)`` the pairs' sentence vectors)."""
-    out = model(batch.embedding, batch.hires4, text, batch.image_index, with_itc=True)
+    out = model(batch.embedding, batch.hires4, text, batch.image_index, with_itc=True, stride8=batch.stride8)
     assert out.image_itc is not None and out.text_itc is not None  # asked for with_itc
     sim = model.similarity(out.image_itc, out.text_itc)  # (B, N)
     # (B, N): phrase n positive for image b (never for an image without a lesion)
@@ -465,8 +489,9 @@ def validate_localizer(model: TextPromptedLocalizer, cache: FeatureCache, encode
         it = torch.tensor(imgs)
         emb = cache.embedding[it, a0].float()
         hires = cache.hires4[it, a0].float() if cache.hires4 is not None else None
+        s8 = cache.stride8[it, a0].float() if cache.stride8 is not None else None
         out = model(emb, hires, vecs[s : s + len(chunk)], torch.tensor([local[i] for i, _, _ in chunk]),
-                    with_itc=False)
+                    with_itc=False, stride8=s8)
         itm = torch.sigmoid(out.itm_logits).numpy()
         prob = torch.sigmoid(out.relevance_logits).numpy()
         for j, (i, kind, _) in enumerate(chunk):
@@ -507,6 +532,7 @@ def _concat_caches(caches: Sequence[FeatureCache]) -> FeatureCache:
         torch.cat([c.embedding for c in caches]),
         None if caches[0].hires4 is None else torch.cat([c.hires4 for c in caches]),  # type: ignore[misc]
         torch.cat([c.masks for c in caches]), torch.cat([c.boxes for c in caches]),
+        None if caches[0].stride8 is None else torch.cat([c.stride8 for c in caches]),  # type: ignore[misc]
     )
 
 
@@ -553,6 +579,8 @@ def train_localizer(
     ckpt_path = out_dir / "checkpoint.pt"
     segmenter = segmenter.eval().requires_grad_(False)
     model_cfg = bind_to_segmenter(cfg.model, segmenter, segmenter_name)
+    if cfg.image_branch:
+        model_cfg = with_image_branch(model_cfg, segmenter)
     if cfg.init_qformer:
         model_cfg = localizer_config_from_blip2(cfg.init_qformer, base=model_cfg)
     cfg = dataclasses.replace(cfg, model=model_cfg)
@@ -569,6 +597,7 @@ def train_localizer(
     feats = _cached_features(
         out_dir / "feature_cache.pt" if cfg.cache_features_on_disk else None, fingerprint, segmenter,
         {**sets, "val": (data.val, ("identity",))}, model_cfg.map_size, cfg.feature_batch, console,
+        with_stride8=model_cfg.branch_in_dim > 0,
     )
     parts = [feats.pop(f"train{k}") for k in range(len(data.train))]
     train = _concat_caches(parts)
@@ -589,7 +618,12 @@ def train_localizer(
     if cfg.init_qformer:
         n = init_qformer_from_blip2(model, cfg.init_qformer)
         log.info("Q-Former initialised from %s (%d tensors)", cfg.init_qformer, n)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    init_image_branch(model, segmenter)
+    branch = set(model.image_branch.parameters()) if model.image_branch is not None else set()
+    groups = [{"params": [p for p in model.parameters() if p not in branch], "lr": cfg.lr}]
+    if branch:
+        groups.append({"params": list(model.image_branch.parameters()), "lr": cfg.lr * cfg.branch_lr_scale})
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     bs = min(cfg.batch_size, len(pool))
     steps = max(1, len(pool) // bs)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg, steps))

@@ -79,6 +79,11 @@ class CandidateSet:
     embeddings: torch.Tensor
 
 
+#: Mirrorings of the model input that :meth:`SegmenterPredictor.encode` knows: name → the axis of an
+#: ``(..., H, W)`` tensor (or ``(H, W)`` map, counted from the end) that it reverses.
+FLIPS: dict[str, int] = {"hflip": -1, "vflip": -2}
+
+
 class SegmenterPredictor:
     """Segments images from box prompts with a :class:`LesionSegmenter`.
 
@@ -110,24 +115,44 @@ class SegmenterPredictor:
     def image_sizes(self) -> list[tuple[int, int]]:
         return list(self._sizes)
 
+    @property
+    def features(self) -> ImageFeatures | None:
+        """The image features of the batch of the last :meth:`set_images` (``None`` before)."""
+        return self._features
+
     @torch.inference_mode()
     def set_images(self, images: Sequence[np.ndarray]) -> None:
         """Embed ``(H, W, 3)`` uint8 RGB images (any sizes); replaces the previous batch."""
         if not images:
             raise ValueError("set_images needs at least one image")
         self._sizes = [(int(im.shape[0]), int(im.shape[1])) for im in images]
+        self._features = self.encode(images)
+
+    @torch.inference_mode()
+    def encode(self, images: Sequence[np.ndarray], flip: str | None = None) -> ImageFeatures:
+        """The features of ``(H, W, 3)`` uint8 RGB images, without keeping them (``set_images`` keeps them).
+
+        Args:
+            images: any sizes; each is resized by :attr:`transform` to the model input.
+            flip: ``"hflip"`` or ``"vflip"`` mirrors the resized model input (so the features are those of the
+                mirrored model frame, whatever the resize mode), ``None`` keeps it.
+        """
+        if flip is not None and flip not in FLIPS:
+            raise ValueError(f"unknown flip {flip!r}; use one of {sorted(FLIPS)}")
         chunks = []
         for start in range(0, len(images), self.encoder_batch):
             batch = np.stack([self.transform.apply_image(im) for im in images[start : start + self.encoder_batch]])
             x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float()
+            if flip is not None:
+                x = x.flip(FLIPS[flip])
             chunks.append(self.model.embed(x))
         if len(chunks) == 1:
-            self._features = chunks[0]
-        else:
-            hires = None
-            if chunks[0].hires is not None:
-                hires = (torch.cat([c.hires[0] for c in chunks]), torch.cat([c.hires[1] for c in chunks]))
-            self._features = ImageFeatures(torch.cat([c.embedding for c in chunks]), hires)
+            return chunks[0]
+        hires = None
+        if chunks[0].hires is not None:
+            hires = (torch.cat([c.hires[0] for c in chunks]), torch.cat([c.hires[1] for c in chunks]))
+        stride8 = torch.cat([c.stride8 for c in chunks]) if chunks[0].stride8 is not None else None
+        return ImageFeatures(torch.cat([c.embedding for c in chunks]), hires, stride8)
 
     @torch.inference_mode()
     def decode_candidates(

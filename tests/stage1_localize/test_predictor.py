@@ -82,3 +82,34 @@ def test_bad_inputs(small_compact, tiny_config: LocalizerConfig, hashing_encoder
     other = LocalizerPredictor(TextPromptedLocalizer(LocalizerConfig()), hashing_encoder)
     with pytest.raises(ConfigError, match="expects segmenter embeddings of shape"):
         other.locate_on(seg, "lesion")
+
+
+def test_mirrored_views_are_averaged_in_the_original_frame(small_compact, tiny_config: LocalizerConfig,
+                                                           hashing_encoder) -> None:
+    seg = SegmenterPredictor(small_compact)
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 255, (120, 200, 3), dtype=np.uint8)]
+    seg.set_images(images)
+    model = TextPromptedLocalizer(tiny_config)
+    _forced(model, itm=5.0, blob=(4, 8, 2, 6))  # every view answers the same block of its own frame
+    loc = LocalizerPredictor(model, hashing_encoder)
+    single = loc.locate_on(seg, "polyp")[0].relevance
+    flipped = {f: seg.encode(images, flip=f) for f in ("hflip", "vflip")}
+    both = loc.locate_on(seg, "polyp", flipped=flipped)[0]
+    # the mirrored views' blocks land mirrored in the image's frame: three blocks of a third each
+    np.testing.assert_allclose(both.relevance, (single + single[:, ::-1] + single[::-1, :]) / 3, atol=1e-6)
+    assert both.found and len(both.boxes) >= 2
+    with pytest.raises(ValueError, match="flip"):
+        loc.locate_on(seg, "polyp", flipped={"rot90": flipped["hflip"]})
+
+
+def test_encode_mirrors_the_model_input(small_compact) -> None:
+    seg = SegmenterPredictor(small_compact)
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)  # the model size: resizing is the identity
+    torch.testing.assert_close(seg.encode([image], flip="hflip").embedding,
+                               seg.encode([np.ascontiguousarray(image[:, ::-1])]).embedding)
+    torch.testing.assert_close(seg.encode([image], flip="vflip").embedding,
+                               seg.encode([np.ascontiguousarray(image[::-1])]).embedding)
+    with pytest.raises(ValueError, match="unknown flip"):
+        seg.encode([image], flip="rot90")

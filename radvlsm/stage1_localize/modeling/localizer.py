@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from radvlsm.errors import ConfigError
 from radvlsm.stage1_localize.config import LocalizerConfig
+from radvlsm.stage1_localize.modeling.branch import ImageBranch
 from radvlsm.stage1_localize.modeling.context import MapContextBlock
 from radvlsm.stage1_localize.modeling.qformer import PromptQFormer
 
@@ -42,8 +43,9 @@ class LocalizerOutput:
 class TextPromptedLocalizer(nn.Module):
     """BLIP-2-style Q-Former localizer on a segmenter's image features.
 
-    - Image tokens: the segmenter embedding ``(B, D, g, g)`` → LayerNorm → linear ``D→E`` + learned 2-D
-      position embedding, flattened to ``(B, L, E)``.
+    - Image tokens: the segmenter embedding ``(B, D, g, g)`` (or, with ``branch_in_dim > 0``, the output of the
+      localizer's own :class:`ImageBranch` on the segmenter's stride-8 features) → LayerNorm → linear ``D→E``
+      + learned 2-D position embedding, flattened to ``(B, L, E)``.
     - Text: the frozen sentence vector ``(N, 384)`` → linear to ``T`` tokens of width ``H``.
     - ITC: unimodal query outputs → linear ``H→P``; text tokens' mean → linear ``H→P``; similarity = max over
       queries of the cosine, times a learned inverse temperature (``logit_scale``, clamped to ≤ 100).
@@ -63,6 +65,10 @@ class TextPromptedLocalizer(nn.Module):
         self.config = config
         c = config
         E, H, P = c.encoder_hidden_size, c.qformer_hidden, c.embed_dim
+        self.image_branch: ImageBranch | None = (
+            ImageBranch(c.branch_in_dim, c.branch_channels, c.branch_blocks, c.image_dim) if c.branch_in_dim > 0
+            else None
+        )
         self.image_norm = nn.LayerNorm(c.image_dim)
         self.image_in = nn.Linear(c.image_dim, E)
         self.pos_embed = nn.Parameter(torch.randn(1, E, c.image_grid, c.image_grid) * 0.02)
@@ -97,9 +103,16 @@ class TextPromptedLocalizer(nn.Module):
 
     # ------------------------------------------------------------------------------------------ parts
 
-    def check_features(self, embedding: torch.Tensor, hires4: torch.Tensor | None) -> None:
+    def check_features(self, embedding: torch.Tensor, hires4: torch.Tensor | None,
+                       stride8: torch.Tensor | None = None) -> None:
         """Raise :class:`ConfigError` when the features do not come from a segmenter like the one trained on."""
         c = self.config
+        if c.branch_in_dim > 0:
+            want8 = (c.branch_in_dim, 2 * c.image_grid, 2 * c.image_grid)
+            if stride8 is None or tuple(stride8.shape[1:]) != want8:
+                got8 = None if stride8 is None else tuple(stride8.shape)
+                raise ConfigError(f"the localizer's image branch expects stride-8 segmenter features (B, {want8[0]}, "
+                                  f"{want8[1]}, {want8[2]}) (a compact encoder's), got {got8}")
         if embedding.ndim != 4 or tuple(embedding.shape[1:]) != (c.image_dim, c.image_grid, c.image_grid):
             raise ConfigError(
                 f"the localizer expects segmenter embeddings of shape (B, {c.image_dim}, {c.image_grid}, "
@@ -173,6 +186,7 @@ class TextPromptedLocalizer(nn.Module):
         text: torch.Tensor,
         image_index: torch.Tensor,
         with_itc: bool = True,
+        stride8: torch.Tensor | None = None,
     ) -> LocalizerOutput:
         """Localize ``N`` phrases on ``B`` images.
 
@@ -183,8 +197,13 @@ class TextPromptedLocalizer(nn.Module):
             text: ``(N, text_dim)`` sentence vectors of the phrases.
             image_index: ``(N,)`` long, the image each phrase is asked of.
             with_itc: also compute the ITC features (training); inference needs only ITM and the map.
+            stride8: ``(B, C, 2g, 2g)`` segmenter stride-8 features (``ImageFeatures.stride8``), read instead of
+                ``embedding`` when the config has an image branch (``branch_in_dim > 0``), else ignored.
         """
-        self.check_features(embedding, hires4)
+        self.check_features(embedding, hires4, stride8)
+        if self.image_branch is not None:
+            assert stride8 is not None  # checked by check_features
+            embedding = self.image_branch(stride8)
         grid = self.image_tokens(embedding)
         ttok = self.text_tokens(text)
         itm, rel = self.match(grid, hires4 if self.config.hires_dim > 0 else None, ttok, image_index)

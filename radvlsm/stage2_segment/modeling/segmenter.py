@@ -20,10 +20,13 @@ class ImageFeatures:
     Attributes:
         embedding: ``(B, D, S/16, S/16)``.
         hires: ``(hires4 (B, D/8, S/4, S/4), hires2 (B, D/8, S/2, S/2))`` for encoders that give them.
+        stride8: ``(B, C, S/8, S/8)``, the input of the compact encoder's last stage (the localizer's own image
+            branch reads it), or ``None``.
     """
 
     embedding: torch.Tensor
     hires: tuple[torch.Tensor, torch.Tensor] | None = None
+    stride8: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -78,7 +81,7 @@ class LesionSegmenter(nn.Module):
         x = (images - self.pixel_mean) / self.pixel_std
         out = self.image_encoder(x)
         if isinstance(out, tuple):
-            return ImageFeatures(embedding=out[0], hires=(out[1], out[2]))
+            return ImageFeatures(embedding=out[0], hires=(out[1], out[2]), stride8=out[3] if len(out) > 3 else None)
         return ImageFeatures(embedding=out)
 
     def decode(self, features: ImageFeatures, boxes: torch.Tensor, image_index: torch.Tensor) -> DecoderOutput:
