@@ -8,7 +8,7 @@ stage 1 -> stage 2 -> aggregation) beside the ellipse inscribed in stage 1's top
 negative prompts, Dice per prompt; then the throughput of `radvlsm segment` with --prompt next to --boxes on
 the Kvasir-SEG test images (2 threads, models loaded once, outputs written).
 
-    python benchmarks/localizer_accuracy.py [--json benchmarks/results/localizer_accuracy.json] [--limit N]
+    python benchmarks/localizer_accuracy.py [--json benchmarks/results/localizer_accuracy.json] [--limit N] [--tta]
     python benchmarks/localizer_accuracy.py --domain ultrasound --model ultrasound --localizer ultrasound \
         --json benchmarks/results/localizer_accuracy_ultrasound.json
 
@@ -46,7 +46,7 @@ from radvlsm.stage2_segment.predictor import SegmenterPredictor
 
 
 def throughput(seg: SegmenterPredictor, loc: LocalizerPredictor, cases: list, work: Path,
-               prompt: str = "polyp") -> dict[str, float]:
+               prompt: str = "polyp", flips: tuple[str, ...] = ()) -> dict[str, float]:
     """Images/s of run_segment over the lesion images of ``cases``, from ground-truth boxes and from the
     prompt."""
     cases = [c for c in cases if mask_to_box(read_mask(c.mask_path)) is not None]
@@ -58,7 +58,7 @@ def throughput(seg: SegmenterPredictor, loc: LocalizerPredictor, cases: list, wo
     items, _ = discover_inputs([links])
     out = {}
     for name, source in (("boxes", BoxFilePrompts(read_boxes_csv(boxes_csv))),
-                         ("prompt", LocalizerPrompts(loc, prompt))):
+                         ("prompt", LocalizerPrompts(loc, prompt, flips=flips))):
         s = run_segment(items, work / f"out-{name}", seg, source, model_name="default", prompt_text=None)
         out[name] = s.images_per_s
     return out
@@ -72,6 +72,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=0, help="cases per set (0: all)")
     ap.add_argument("--no-throughput", action="store_true")
+    ap.add_argument("--tta", action="store_true", help="as segment --tta: mirrored views averaged in stage 1")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -84,10 +85,11 @@ def main() -> None:
     root = shared_datasets_root()
     sets = held_out_cases(root, args.domain)
     speed_set, speed_prompt = ("busi", "breast mass") if args.domain == "ultrasound" else ("kvasir-seg", "polyp")
+    flips = ("hflip", "vflip") if args.tta else ()
     t0 = time.perf_counter()
     rows = []
     for name, cases in sets.items():
-        rows += evaluate_prompts(seg, loc, cases[: args.limit] if args.limit else cases, name)
+        rows += evaluate_prompts(seg, loc, cases[: args.limit] if args.limit else cases, name, flips=flips)
     summary = summarize_prompts(rows)
     print("| data | prompts | n | recall@1 | recall@5 | found | rejected | automatic Dice | ellipse in top box |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -98,14 +100,14 @@ def main() -> None:
     print("\n| data | kind | prompt | automatic Dice |\n| --- | --- | --- | --- |")
     for (d, k, p), v in per_prompt.items():
         print(f"| {d} | {k} | {p} | {v:.4f} |")
-    result = {"domain": args.domain, "segmenter": args.model, "localizer": args.localizer,
+    result = {"domain": args.domain, "segmenter": args.model, "localizer": args.localizer, "tta": list(flips),
               "seconds": time.perf_counter() - t0,
               "summary": [asdict(s) for s in summary],
               "per_prompt": [{"dataset": d, "kind": k, "prompt": p, "dice": v} for (d, k, p), v in per_prompt.items()]}
     if not args.no_throughput:
         kv = sets[speed_set][: args.limit] if args.limit else sets[speed_set]
         with tempfile.TemporaryDirectory() as tmp:
-            tp = throughput(seg, loc, kv, Path(tmp), speed_prompt)
+            tp = throughput(seg, loc, kv, Path(tmp), speed_prompt, flips)
         print(f"\nthroughput on {len(kv)} {speed_set} held-out images ({args.threads} threads): "
               f"--boxes {tp['boxes']:.1f} images/s, --prompt {tp['prompt']:.1f} images/s")
         result["throughput_images_per_s"] = tp

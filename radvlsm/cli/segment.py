@@ -41,6 +41,8 @@ def resolve_device(device: str) -> str:
     return device
 
 
+#: The mirrorings ``--tta`` adds (see ``SegmenterPredictor.encode``).
+TTA_FLIPS = ("hflip", "vflip")
 POINTS_HELP = ("CSV of nodule positions for CT studies: \\[study,]x,y,z\\[,diameter_mm] in scanner mm (LIDC's "
                "coordX/Y/Z); rows without a study serve every CT study.")  # \\[: not rich markup
 INPUTS_HELP = ("Image files, DICOM series folders, NIfTI volumes, or folders of them (PNG, JPEG, BMP, TIFF, DICOM, "
@@ -56,6 +58,10 @@ def segment(
         None, "--prompt", help='Text prompt for the stage-1 localizer ("polyp"); default "lesion" without --boxes.'
     ),
     top_k: int = typer.Option(None, "--top-k", min=1, help="Candidate boxes per image from --prompt (default 5)."),
+    tta: bool = typer.Option(
+        False, "--tta", help="With --prompt: also localize on the mirrored images (horizontal, vertical) and "
+        "average the relevance maps; three encoder passes per image instead of one."
+    ),
     modality: str = typer.Option(
         None, "--modality", help="dermoscopy | colonoscopy | ultrasound | ct: picks the embedded models for it "
         "(default: read from each input: DICOM Modality, NIfTI = ct, grey images = ultrasound, else dermoscopy's)."
@@ -77,7 +83,7 @@ def segment(
     results.csv (lesions.csv for volumes) and, from a text prompt, the boxes stage 1 proposed in boxes.csv."""
     run_batch(inputs, out, boxes=boxes, points=points, prompt=prompt, top_k=top_k, modality=_modality(modality),
               choice=ModelChoice(model, localizer), batch_size=batch_size, device=device, threads=threads,
-              overwrite=overwrite)
+              overwrite=overwrite, tta=tta)
 
 
 def _modality(value: str | None) -> Modality | None:
@@ -123,6 +129,10 @@ def diagnose(
         "without --boxes."
     ),
     top_k: int = typer.Option(None, "--top-k", min=1, help="Candidate boxes per image from --prompt (default 5)."),
+    tta: bool = typer.Option(
+        False, "--tta", help="With --prompt: also localize on the mirrored images (horizontal, vertical) and "
+        "average the relevance maps; three encoder passes per image instead of one."
+    ),
     modality: str = typer.Option(
         None, "--modality", help="dermoscopy | ultrasound | ct: picks the embedded models and head for it "
         "(default: read from each input, as for segment)."
@@ -176,7 +186,7 @@ def diagnose(
     run_batch(inputs, out, boxes=boxes, points=points, prompt=prompt, top_k=top_k, modality=mod,
               choice=ModelChoice(model, localizer, head, gate), batch_size=batch_size, device=device,
               threads=threads, overwrite=overwrite, diagnose=True,
-              executor=_executor(executor, ray_address, workers))
+              executor=_executor(executor, ray_address, workers), tta=tta)
 
 
 def _executor(kind: str, ray_address: str | None, workers: int | None) -> ExecutorChoice:
@@ -207,7 +217,7 @@ def run_batch(
     inputs: list[Path], out: Path, *, boxes: Path | None, prompt: str | None, top_k: int | None,
     points: Path | None = None,
     modality: Modality | None, choice: ModelChoice, batch_size: int, device: str, threads: int, overwrite: bool,
-    diagnose: bool = False, executor: ExecutorChoice | None = None,
+    diagnose: bool = False, executor: ExecutorChoice | None = None, tta: bool = False,
 ) -> None:
     """What ``segment`` and ``diagnose`` share: check the options, find the inputs, and run each modality's
     inputs with that modality's models (or those the user named), in this process or on Ray workers; assemble
@@ -228,6 +238,9 @@ def run_batch(
     executor = executor or ExecutorChoice()
     if boxes is not None and (prompt is not None or top_k is not None):
         raise typer.BadParameter("give either --boxes or --prompt/--top-k, not both", param_hint="--boxes")
+    if boxes is not None and tta:
+        raise typer.BadParameter("--tta mirrors the images for the text prompt's localizer; --boxes has none",
+                                 param_hint="--tta")
     if prompt is not None and not prompt.strip():
         raise typer.BadParameter("the prompt is empty", param_hint="--prompt")
     dev = resolve_device(device)
@@ -280,7 +293,7 @@ def run_batch(
                 if not todo:
                     continue
                 spec = PipelineSpec(mod, choice, box_file, text, top_k, dev, batch_size, diagnose, out, threads,
-                                    study_points)
+                                    study_points, TTA_FLIPS if tta else ())
                 try:
                     totals = _run_group(spec, todo, executor, advance, overwrite)
                 except RadvlsmError as exc:
@@ -331,6 +344,7 @@ class PipelineSpec:
     out: Path
     threads: int = 0
     points: StudyPoints | None = None
+    flips: tuple[str, ...] = ()
 
     def build(self) -> Work:
         """Load the models (:func:`_load_pipeline`, :func:`_load_volume_work` for CT) and return the per-study
@@ -344,7 +358,7 @@ class PipelineSpec:
         if self.modality is not None and self.modality.is_volume:
             return _load_volume_work(self)
         run = _load_pipeline(self.modality, self.choice, self.box_file, self.text, self.top_k, self.device,
-                             self.batch_size, self.diagnose)
+                             self.batch_size, self.diagnose, self.flips)
         return StudyWork(self.out, run.predictor, run.prompts, model_name=run.model, prompt_text=self.text,
                          diagnosis=run.step)
 
@@ -367,7 +381,7 @@ def _localizer_for(model: str, fallback: str) -> str:
 
 def _load_pipeline(
     modality: Modality | None, choice: ModelChoice, box_file: BoxFilePrompts | None, text: str | None,
-    top_k: int | None, device: str, batch_size: int, diagnose: bool,
+    top_k: int | None, device: str, batch_size: int, diagnose: bool, flips: tuple[str, ...] = (),
 ) -> _Pipeline:
     """Load the models for one modality's inputs (the user's choices first, then the modality's)."""
     from radvlsm.fusion.predictor import Diagnoser, load_head
@@ -401,7 +415,7 @@ def _load_pipeline(
         prompts = box_file
     else:
         assert loc_predictor is not None and text is not None  # loaded above whenever there are no boxes
-        prompts = LocalizerPrompts(loc_predictor, text, top_k)
+        prompts = LocalizerPrompts(loc_predictor, text, top_k, flips=flips)
     predictor = SegmenterPredictor(seg, device=device, encoder_batch=batch_size)
     step = None
     if dhead is not None and head_spec is not None:

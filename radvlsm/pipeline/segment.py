@@ -112,18 +112,23 @@ class BoxFilePrompts:
 class LocalizerPrompts:
     """Prompts from a text phrase: the stage-1 localizer reads the features the segmenter predictor just
     computed for the batch (one image encoder pass serves both stages) and gives up to ``top_k`` ranked boxes
-    per image; an image where the phrase matches nothing gets none (status ``not_found``, empty mask)."""
+    per image; an image where the phrase matches nothing gets none (status ``not_found``, empty mask). With
+    ``flips`` the mirrored images are encoded too and their relevance maps averaged (test-time augmentation)."""
 
     localizer: LocalizerPredictor
     prompt: str
     top_k: int | None = None
     description: str = "prompt"
     proposes_boxes: bool = True
+    #: test-time mirrorings of the model input (names of ``SegmenterPredictor``'s ``FLIPS``) whose relevance
+    #: maps are averaged with the image's own; each costs one more encoder pass
+    flips: tuple[str, ...] = ()
 
     def candidates(
         self, batch: Sequence[LoadedImage], predictor: SegmenterPredictor
     ) -> list[Candidates | InputProblem | None]:
-        found = self.localizer.locate_on(predictor, self.prompt, self.top_k)
+        flipped = {f: predictor.encode([x.rgb for x in batch], flip=f) for f in self.flips}
+        found = self.localizer.locate_on(predictor, self.prompt, self.top_k, flipped=flipped)
         return [Candidates(r.boxes, r.scores.astype(np.float32)) if r.found else None for r in found]
 
 

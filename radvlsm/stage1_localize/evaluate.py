@@ -71,9 +71,11 @@ def evaluate_prompts(
     top_k: int = 5,
     batch_size: int = 8,
     on_batch: Callable[[int], None] | None = None,
+    flips: Sequence[str] = (),
 ) -> list[PromptRow]:
     """Rows for every case of ``cases`` (one dataset) and every prompt (default: :func:`prompt_sets` of the
-    dataset's domain). Each image batch is embedded once; every prompt reuses those features."""
+    dataset's domain). Each image batch is embedded once (and once per test-time mirroring in ``flips``, see
+    :meth:`LocalizerPredictor.locate`); every prompt reuses those features."""
     sets = prompts or prompt_sets(ph.domain_of(dataset))
     asks = [(kind, p) for kind in KINDS for p in sets.get(kind, ())]
     rows: list[PromptRow] = []
@@ -82,8 +84,9 @@ def evaluate_prompts(
         rgbs = [to_display_rgb(read_image(c.image_path)) for c in chunk]
         gts = [read_mask(c.mask_path) for c in chunk]
         segmenter.set_images(rgbs)
+        flipped = {f: segmenter.encode(rgbs, flip=f) for f in flips}
         for kind, prompt in asks:
-            found = localizer.locate_on(segmenter, prompt, top_k)
+            found = localizer.locate_on(segmenter, prompt, top_k, flipped=flipped)
             idx = [i for i, r in enumerate(found) if r.found]
             results = {}
             if kind != "negative" and idx:

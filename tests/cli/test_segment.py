@@ -123,6 +123,9 @@ def test_option_errors(tmp_path: Path) -> None:
     bad.write_text("image,x0,y0\nIMD009,1,2\n")
     code, output = _run(str(SAMPLES / "images"), "-o", str(tmp_path / "o"), "--boxes", str(bad))
     assert code == 2 and "bad.csv" in output and "missing column" in output
+    code, output = _run(str(SAMPLES / "images"), "-o", str(tmp_path / "o"), "--boxes", str(SAMPLES / "boxes.csv"),
+                        "--tta")
+    assert code == 2 and "--tta" in output
 
 
 def test_prompt_finds_the_lesion_and_rejects_other_domains(tmp_path: Path, default_localizer: None) -> None:
@@ -153,6 +156,13 @@ def test_prompt_finds_the_lesion_and_rejects_other_domains(tmp_path: Path, defau
     # Kvasir-SEG test recall@5 is 0.86 (benchmarks/localizer_accuracy.py): of the three samples, the default
     # misses cju15l5ubz9yh0855b3ivdpse (a small flat polyp) and says so rather than guessing
     assert sum(rows[c]["status"] == "ok" for c in KVASIR_SAMPLES) >= 2
+
+    out = tmp_path / "colon-tta"  # mirrored views averaged: still no polyp on skin, the same polyps found
+    code, output = _run(str(images), "-o", str(out), "--prompt", "polyp", "--tta")
+    assert code == 0, output
+    tta_rows = _rows(out / "results.csv")
+    assert all(tta_rows[c]["status"] == "not_found" for c in PH2_SAMPLES)
+    assert sum(tta_rows[c]["status"] == "ok" for c in KVASIR_SAMPLES) >= 2
 
     out = tmp_path / "default"
     code, output = _run(str(images), "-o", str(out))  # neither --prompt nor --boxes: "lesion"
