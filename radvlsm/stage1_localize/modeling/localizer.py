@@ -40,6 +40,13 @@ class LocalizerOutput:
     text_itc: torch.Tensor | None = None
 
 
+def _check_feature_map(x: torch.Tensor | None, want: tuple[int, int, int], what: str) -> None:
+    """Raise :class:`ConfigError` (``what``, the shape wanted and the one given) unless ``x`` is ``(B, *want)``."""
+    if x is None or tuple(x.shape[1:]) != want:
+        got = None if x is None else tuple(x.shape)
+        raise ConfigError(f"{what}: (B, {want[0]}, {want[1]}, {want[2]}) wanted, got {got}")
+
+
 class TextPromptedLocalizer(nn.Module):
     """BLIP-2-style Q-Former localizer on a segmenter's image features.
 
@@ -108,11 +115,8 @@ class TextPromptedLocalizer(nn.Module):
         """Raise :class:`ConfigError` when the features do not come from a segmenter like the one trained on."""
         c = self.config
         if c.branch_in_dim > 0:
-            want8 = (c.branch_in_dim, 2 * c.image_grid, 2 * c.image_grid)
-            if stride8 is None or tuple(stride8.shape[1:]) != want8:
-                got8 = None if stride8 is None else tuple(stride8.shape)
-                raise ConfigError(f"the localizer's image branch expects stride-8 segmenter features (B, {want8[0]}, "
-                                  f"{want8[1]}, {want8[2]}) (a compact encoder's), got {got8}")
+            _check_feature_map(stride8, (c.branch_in_dim, 2 * c.image_grid, 2 * c.image_grid),
+                               "the localizer's image branch expects stride-8 segmenter features (a compact encoder's)")
         if embedding.ndim != 4 or tuple(embedding.shape[1:]) != (c.image_dim, c.image_grid, c.image_grid):
             raise ConfigError(
                 f"the localizer expects segmenter embeddings of shape (B, {c.image_dim}, {c.image_grid}, "
@@ -120,11 +124,8 @@ class TextPromptedLocalizer(nn.Module):
                 f"got {tuple(embedding.shape)}"
             )
         if c.hires_dim > 0:
-            want = (c.hires_dim, 4 * c.image_grid, 4 * c.image_grid)
-            if hires4 is None or tuple(hires4.shape[1:]) != want:
-                got = None if hires4 is None else tuple(hires4.shape)
-                raise ConfigError(f"the localizer expects stride-4 segmenter features (B, {want[0]}, {want[1]}, "
-                                  f"{want[2]}), got {got}")
+            _check_feature_map(hires4, (c.hires_dim, 4 * c.image_grid, 4 * c.image_grid),
+                               "the localizer expects stride-4 segmenter features")
 
     def image_tokens(self, embedding: torch.Tensor) -> torch.Tensor:
         """``(B, D, g, g)`` → ``(B, E, g, g)`` image tokens on their grid (flatten for the Q-Former)."""
