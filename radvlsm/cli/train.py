@@ -106,6 +106,8 @@ def localizer(
         help="Give the localizer its own copy of the segmenter's last encoder stage, trained on the stride-8 "
         "features (the segmenter stays frozen).",
     ),
+    normal_repeat: int = typer.Option(4, "--normal-repeat", min=1,
+                                      help="Ultrasound: times each BUSI normal image is drawn per epoch."),
     branch_lr_scale: float = typer.Option(0.3, "--branch-lr-scale", min=0.0,
                                           help="Learning rate of the image branch, as a share of the localizer's."),
     export: Path = typer.Option(None, "--export", help="Copy the final model (safetensors + config) here."),
@@ -124,6 +126,7 @@ def localizer(
                                init_qformer=str(init_qformer) if init_qformer else "",
                                augmentations=tuple(a.strip() for a in augmentations.split(",") if a.strip()),
                                image_branch=image_branch, branch_lr_scale=branch_lr_scale,
+                               normal_repeat=normal_repeat,
                                model=LocalizerConfig(map_context_blocks=context_blocks))
     try:
         seg = load_segmenter(segmenter_spec)

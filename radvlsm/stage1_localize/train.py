@@ -114,6 +114,7 @@ class LocalizerTrainConfig:
     label_phrase_prob: float = 0.3
     text_noise: float = 0.02
     ph2_repeat: int = 3
+    normal_repeat: int = 4
     domain: TrainingDomain = TrainingDomain.DERMOSCOPY_COLONOSCOPY
     loss_itc: float = 0.5
     loss_itm: float = 1.0
@@ -144,11 +145,11 @@ class LocalizerData:
 
 def localizer_training_data(datasets_root: Path, size: int,
                             domain: TrainingDomain = TrainingDomain.DERMOSCOPY_COLONOSCOPY,
-                            ph2_repeat: int = 3) -> LocalizerData:
+                            ph2_repeat: int = 3, normal_repeat: int = 4) -> LocalizerData:
     """The splits of record of ``domain`` (those of the segmenter) plus the datasets' ``labels.csv`` rows.
 
-    Ultrasound adds BUSI's normal images of the same parts (drawn four times per epoch, so that "no lesion"
-    is seen often enough to be learnt).
+    Ultrasound adds BUSI's normal images of the same parts (drawn ``normal_repeat`` times per epoch, so that
+    "no lesion" is seen often enough to be learnt).
     """
     if domain is TrainingDomain.ULTRASOUND:
         busi = read_dataset(datasets_root / "busi", "busi")
@@ -159,7 +160,7 @@ def localizer_training_data(datasets_root: Path, size: int,
         normals = tuple(c for c in part if (c.diagnosis or "").lower() == "normal")
         train = (
             (cache_cases(lesion_cases(part), "busi", size), 2),
-            (cache_cases(normals, "busi", size), 4),
+            (cache_cases(normals, "busi", size), normal_repeat),
             (cache_cases(bra.subset(folds.ids_except(str(BUSBRA_HOLDOUT_FOLD))).cases, "bus-bra", size), 1),
         )
         val = cache_cases(busi.subset(split.ids("val")).cases, "busi", size)
@@ -587,7 +588,8 @@ def train_localizer(
     (out_dir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n", encoding="utf-8")
 
     t0 = time.perf_counter()
-    data = data or localizer_training_data(datasets_root, model_cfg.image_size, cfg.domain, cfg.ph2_repeat)
+    data = data or localizer_training_data(datasets_root, model_cfg.image_size, cfg.domain, cfg.ph2_repeat,
+                                           cfg.normal_repeat)
     encoder = text_encoder or TextEncoder()
     table = build_phrase_table(encoder)
     fingerprint = model_cfg.segmenter_fingerprint or segmenter_fingerprint(segmenter)

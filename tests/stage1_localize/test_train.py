@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from radvlsm.stage1_localize import phrases as ph
@@ -16,10 +17,11 @@ from radvlsm.stage1_localize.train import (
     LocalizerTrainConfig,
     build_phrase_table,
     compute_feature_cache,
+    localizer_training_data,
     make_pair_batch,
     train_localizer,
 )
-from radvlsm.stage2_segment.train import CachedSet
+from radvlsm.stage2_segment.train import CachedSet, TrainingDomain
 
 
 def test_feature_cache_and_pairs(small_compact, synthetic_data, hashing_encoder) -> None:
@@ -86,3 +88,16 @@ def test_smoke_training_checkpoints_resumes_and_exports(tmp_path: Path, small_co
     assert loaded.config.segmenter_name == "small" and loaded.config.image_dim == 32
     for k, v in model.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[k], v)
+
+
+def test_ultrasound_data_draw_the_normal_images_as_often_as_asked(datasets_root: Path) -> None:
+    """BUSI train's lesion images twice, its normal images ``normal_repeat`` times (with empty masks), BUS-BRA's
+    training folds once; validation on BUSI val, normal images included."""
+    if not (datasets_root / "busi").is_dir() or not (datasets_root / "bus-bra").is_dir():
+        pytest.skip(f"BUSI and BUS-BRA are not both in {datasets_root}")
+    data = localizer_training_data(datasets_root, 32, TrainingDomain.ULTRASOUND, normal_repeat=7)
+    (lesions, t_les), (normals, t_norm), (bra, t_bra) = data.train
+    assert (t_les, t_norm, t_bra) == (2, 7, 1)
+    assert normals.case_ids and all(cid.startswith("normal") for cid in normals.case_ids)
+    assert not normals.masks.any() and all(m.any() for m in lesions.masks)
+    assert set(bra.source) == {"bus-bra"} and not set(data.val.case_ids) & set(lesions.case_ids + normals.case_ids)
