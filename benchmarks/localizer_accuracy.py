@@ -36,7 +36,7 @@ from radvlsm.data.paths import shared_datasets_root
 from radvlsm.io import read_mask
 from radvlsm.pipeline.inputs import discover_inputs
 from radvlsm.pipeline.prompts import read_boxes_csv
-from radvlsm.pipeline.segment import BoxFilePrompts, LocalizerPrompts, run_segment
+from radvlsm.pipeline.segment import TTA_FLIPS, BoxFilePrompts, LocalizerPrompts, run_segment
 from radvlsm.stage1_localize.build import check_segmenter, load_localizer
 from radvlsm.stage1_localize.evaluate import evaluate_prompts, per_prompt_dice, summarize_prompts
 from radvlsm.stage1_localize.predictor import LocalizerPredictor
@@ -85,7 +85,7 @@ def main() -> None:
     root = shared_datasets_root()
     sets = held_out_cases(root, args.domain)
     speed_set, speed_prompt = ("busi", "breast mass") if args.domain == "ultrasound" else ("kvasir-seg", "polyp")
-    flips = ("hflip", "vflip") if args.tta else ()
+    flips = TTA_FLIPS if args.tta else ()
     t0 = time.perf_counter()
     rows = []
     for name, cases in sets.items():

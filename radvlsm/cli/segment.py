@@ -41,8 +41,8 @@ def resolve_device(device: str) -> str:
     return device
 
 
-#: The mirrorings ``--tta`` adds (see ``SegmenterPredictor.encode``).
-TTA_FLIPS = ("hflip", "vflip")
+TTA_HELP = ("With --prompt: also localize on the mirrored images (horizontal, vertical) and average the relevance "
+            "maps; three encoder passes per image instead of one.")
 POINTS_HELP = ("CSV of nodule positions for CT studies: \\[study,]x,y,z\\[,diameter_mm] in scanner mm (LIDC's "
                "coordX/Y/Z); rows without a study serve every CT study.")  # \\[: not rich markup
 INPUTS_HELP = ("Image files, DICOM series folders, NIfTI volumes, or folders of them (PNG, JPEG, BMP, TIFF, DICOM, "
@@ -58,10 +58,7 @@ def segment(
         None, "--prompt", help='Text prompt for the stage-1 localizer ("polyp"); default "lesion" without --boxes.'
     ),
     top_k: int = typer.Option(None, "--top-k", min=1, help="Candidate boxes per image from --prompt (default 5)."),
-    tta: bool = typer.Option(
-        False, "--tta", help="With --prompt: also localize on the mirrored images (horizontal, vertical) and "
-        "average the relevance maps; three encoder passes per image instead of one."
-    ),
+    tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
     modality: str = typer.Option(
         None, "--modality", help="dermoscopy | colonoscopy | ultrasound | ct: picks the embedded models for it "
         "(default: read from each input: DICOM Modality, NIfTI = ct, grey images = ultrasound, else dermoscopy's)."
@@ -129,10 +126,7 @@ def diagnose(
         "without --boxes."
     ),
     top_k: int = typer.Option(None, "--top-k", min=1, help="Candidate boxes per image from --prompt (default 5)."),
-    tta: bool = typer.Option(
-        False, "--tta", help="With --prompt: also localize on the mirrored images (horizontal, vertical) and "
-        "average the relevance maps; three encoder passes per image instead of one."
-    ),
+    tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
     modality: str = typer.Option(
         None, "--modality", help="dermoscopy | ultrasound | ct: picks the embedded models and head for it "
         "(default: read from each input, as for segment)."
@@ -231,7 +225,7 @@ def run_batch(
     from radvlsm.pipeline.modality import group_by_modality
     from radvlsm.pipeline.outputs import OutputFolder
     from radvlsm.pipeline.prompts import read_boxes_csv
-    from radvlsm.pipeline.segment import BoxFilePrompts, plan_studies, study_done, write_summaries
+    from radvlsm.pipeline.segment import TTA_FLIPS, BoxFilePrompts, plan_studies, study_done, write_summaries
     from radvlsm.pipeline.volume import StudyPoints
     from radvlsm.stage1_localize.phrases import DEFAULT_PROMPT
 

@@ -108,6 +108,10 @@ class BoxFilePrompts:
         return out
 
 
+#: The mirrorings of ``segment --tta`` (names of ``SegmenterPredictor``'s ``FLIPS``).
+TTA_FLIPS: tuple[str, ...] = ("hflip", "vflip")
+
+
 @dataclass(frozen=True, eq=False)
 class LocalizerPrompts:
     """Prompts from a text phrase: the stage-1 localizer reads the features the segmenter predictor just
