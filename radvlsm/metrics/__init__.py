@@ -1,4 +1,4 @@
-"""Segmentation, detection and classification metrics. Knows no model.
+"""Segmentation, detection and classification metrics, and the symmetry of a mask. Knows no model.
 
 Submodules (imported on first use, so that importing one does not pull in the others' dependencies):
 
@@ -6,7 +6,9 @@ Submodules (imported on first use, so that importing one does not pull in the ot
 * :mod:`radvlsm.metrics.detection`: box IoU, recall@k of ranked box candidates;
 * :mod:`radvlsm.metrics.classification`: ROC AUC with a bootstrap interval, accuracy, balanced accuracy,
   confusion matrix;
-* :mod:`radvlsm.metrics.folder`: a folder of predicted masks against a folder of ground truths (per-case CSV).
+* :mod:`radvlsm.metrics.folder`: a folder of predicted masks against a folder of ground truths (per-case CSV);
+* :mod:`radvlsm.metrics.symmetry`: principal axes of a 2-D mask, and how far the mask and the image values in
+  it are from their mirror images about those axes.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ _EXPORTS = {
     "FolderEvaluation": "folder",
     "CaseResult": "folder",
     "evaluate_folders": "folder",
+    "PrincipalAxes": "symmetry",
+    "principal_axes": "symmetry",
+    "reflection_overlap": "symmetry",
+    "mirror_difference": "symmetry",
 }
 
 __all__ = sorted(_EXPORTS)

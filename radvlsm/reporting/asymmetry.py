@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from radvlsm.reporting import shape
+from radvlsm.metrics.symmetry import PrincipalAxes, principal_axes, reflection_overlap
 from radvlsm.reporting.colour import LesionPixels, load_params, smooth_within
 from radvlsm.reporting.records import AsymmetryFindings
 
@@ -79,7 +79,7 @@ def _working_coords(pixels: LesionPixels, full_shape: tuple[int, int]) -> tuple[
 
 
 def colour_halves_difference(
-    pixels: LesionPixels, full_shape: tuple[int, int], axes: shape.PrincipalAxes, k: int,
+    pixels: LesionPixels, full_shape: tuple[int, int], axes: PrincipalAxes, k: int,
     spacing: tuple[float, float] | None = None, within: np.ndarray | None = None,
 ) -> float:
     """ΔE*76 between the mean colours of the analysed lesion pixels on either side of principal axis ``k``.
@@ -107,7 +107,7 @@ def colour_halves_difference(
 
 
 def mirror_colour_differences(
-    pixels: LesionPixels, full_shape: tuple[int, int], axes: shape.PrincipalAxes,
+    pixels: LesionPixels, full_shape: tuple[int, int], axes: PrincipalAxes,
     spacing: tuple[float, float] | None = None, within: np.ndarray | None = None, sigma: float = 0.1,
 ) -> tuple[float, float]:
     """Per principal axis, the mirror colour index: mean ΔE*76 between each analysed lesion pixel and its mirror
@@ -183,8 +183,8 @@ def asymmetry(
     ``pixels``: the colour analysis of the same image (any component set); without it only the shape counts.
     """
     m = np.asarray(mask, dtype=bool)
-    axes = shape.principal_axes(m, spacing)
-    shape_idx = tuple(round(shape.reflection_overlap(m, axes, k, spacing), 4) for k in (0, 1))
+    axes = principal_axes(m, spacing)
+    shape_idx = tuple(round(reflection_overlap(m, axes, k, spacing), 4) for k in (0, 1))
     colour_idx: tuple[float, float] | None = None
     mirror_idx: tuple[float, float] | None = None
     if pixels is not None and model.colour_weight is not None:

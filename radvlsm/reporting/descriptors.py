@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from radvlsm.metrics.symmetry import principal_axes
 from radvlsm.reporting import shape
 from radvlsm.reporting.records import CtFindings, UltrasoundDescriptors
 
@@ -41,7 +42,7 @@ def ultrasound_descriptors(mask: np.ndarray, spacing: tuple[float, float] | None
     m = np.asarray(mask, dtype=bool)
     sol = shape.solidity(m)
     irr = shape.border_irregularity(m, spacing)
-    axes = shape.principal_axes(m, spacing)
+    axes = principal_axes(m, spacing)
     major, minor = axes.spreads
     axis_ratio = float(minor / major) if major > 0 else 1.0
     rows = np.flatnonzero(m.any(axis=1))

@@ -1,4 +1,4 @@
-"""Shape measurements of a lesion mask: count, area, diameters, border irregularity, principal axes, asymmetry.
+"""Shape measurements of a lesion mask: count, area, diameters, border irregularity, halves about an axis.
 
 Every measurement works in physical units when the pixel spacing is known (points are scaled by the
 ``(row, column)`` spacing before any distance is taken, so anisotropic pixels are handled) and in pixels
@@ -19,7 +19,7 @@ Definitions (the report repeats them):
   and ragged edges towards 1 (a star with deep spikes reaches about 0.5). Unitless, independent of size.
 * **asymmetry index** about an axis: the fraction of the lesion's area that does not overlap the lesion
   mirrored about that axis (0 = perfectly symmetric, 1 = no overlap). The axes are the two principal axes
-  (of the second moments of area) through the centroid.
+  (of the second moments of area) through the centroid. Both are measured by :mod:`radvlsm.metrics.symmetry`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 from scipy import ndimage
+
+from radvlsm.metrics.symmetry import PrincipalAxes, xy_scale
 
 #: Gaussian smoothing of the contour (pixels) before its length is measured.
 CONTOUR_SIGMA_PX = 1.0
@@ -83,13 +85,6 @@ def components(mask: np.ndarray, min_px: int | None = None) -> Components:
     return Components(lut[labels], tuple(int(sizes[o - 1]) for o in order))
 
 
-def _scale(spacing: tuple[float, float] | None) -> tuple[float, float]:
-    """(x, y) = (column, row) scale factors from a ``(row, column)`` spacing."""
-    if spacing is None:
-        return 1.0, 1.0
-    return float(spacing[1]), float(spacing[0])
-
-
 def _outer_contour(mask: np.ndarray) -> np.ndarray:
     """The longest outer contour of a 2-D mask as ``(N, 2)`` float (x, y) pixel centres."""
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
@@ -129,7 +124,7 @@ class Diameters:
 
 def diameters(mask: np.ndarray, spacing: tuple[float, float] | None = None) -> Diameters:
     """Max Feret diameter of a 2-D mask and its perpendicular caliper width (see the module docstring)."""
-    sx, sy = _scale(spacing)
+    sx, sy = xy_scale(spacing)
     corners = _corner_points(mask)
     if len(corners) == 0:
         return Diameters(0.0, 0.0, ((0.0, 0.0), (0.0, 0.0)), ((0.0, 0.0), (0.0, 0.0)))
@@ -168,7 +163,7 @@ def _perimeter(points: np.ndarray) -> float:
 
 def border_irregularity(mask: np.ndarray, spacing: tuple[float, float] | None = None) -> float:
     """``1 - P_hull / P`` of the mask's outer contour (see the module docstring), in [0, 1)."""
-    sx, sy = _scale(spacing)
+    sx, sy = xy_scale(spacing)
     contour = _outer_contour(mask)
     if len(contour) < 3:
         return 0.0
@@ -189,69 +184,10 @@ def solidity(mask: np.ndarray) -> float:
     return float(min(1.0, mask.sum() / hull_area)) if hull_area > 0 else 1.0
 
 
-@dataclass(frozen=True)
-class PrincipalAxes:
-    """Centroid ``(x, y)`` in pixels, the two principal directions (unit vectors in physical (x, y) space,
-    major first) and the standard deviations along them (physical units)."""
-
-    centroid: tuple[float, float]
-    directions: tuple[tuple[float, float], tuple[float, float]]
-    spreads: tuple[float, float]
-
-    def angle_deg(self, k: int) -> float:
-        """Angle of axis ``k`` from the image x axis, in degrees in [0, 180), counter-clockwise as seen on the
-        screen (y grows downwards in the image)."""
-        dx, dy = self.directions[k]
-        return float(np.degrees(np.arctan2(-dy, dx)) % 180.0)
-
-
-def principal_axes(mask: np.ndarray, spacing: tuple[float, float] | None = None) -> PrincipalAxes:
-    sx, sy = _scale(spacing)
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return PrincipalAxes((0.0, 0.0), ((1.0, 0.0), (0.0, 1.0)), (0.0, 0.0))
-    cx, cy = float(xs.mean()), float(ys.mean())
-    pts = np.stack([(xs - cx) * sx, (ys - cy) * sy], axis=1)
-    cov = pts.T @ pts / len(pts) + np.eye(2) * 1e-12
-    evals, evecs = np.linalg.eigh(cov)
-    order = np.argsort(evals)[::-1]
-    dirs = []
-    for k in order:
-        v = evecs[:, k]
-        # A deterministic sign: first non-zero component positive.
-        if v[0] < -1e-12 or (abs(v[0]) <= 1e-12 and v[1] < 0):
-            v = -v
-        dirs.append((float(v[0]), float(v[1])))
-    spreads = tuple(float(np.sqrt(max(evals[k], 0.0))) for k in order)
-    return PrincipalAxes((cx, cy), (dirs[0], dirs[1]), (spreads[0], spreads[1]))
-
-
-def reflection_overlap(
-    mask: np.ndarray, axes: PrincipalAxes, k: int, spacing: tuple[float, float] | None = None
-) -> float:
-    """Asymmetry index of the mask about principal axis ``k``: ``1 - |M ∩ R_k(M)| / |M|`` where ``R_k`` is
-    the mirror image about that axis (through the centroid), computed in physical space."""
-    sx, sy = _scale(spacing)
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return 0.0
-    cx, cy = axes.centroid
-    u = np.asarray(axes.directions[k])
-    p = np.stack([(xs - cx) * sx, (ys - cy) * sy], axis=1)
-    refl = 2.0 * (p @ u)[:, None] * u[None, :] - p
-    rx = np.rint(refl[:, 0] / sx + cx).astype(np.int64)
-    ry = np.rint(refl[:, 1] / sy + cy).astype(np.int64)
-    h, w = mask.shape
-    inside = (rx >= 0) & (rx < w) & (ry >= 0) & (ry < h)
-    hit = np.zeros(len(xs), dtype=bool)
-    hit[inside] = mask[ry[inside], rx[inside]]
-    return float(1.0 - hit.mean())
-
-
 def halves(mask: np.ndarray, axes: PrincipalAxes, k: int, spacing: tuple[float, float] | None = None
            ) -> tuple[np.ndarray, np.ndarray]:
     """The two halves of the mask on either side of principal axis ``k`` (boolean masks)."""
-    sx, sy = _scale(spacing)
+    sx, sy = xy_scale(spacing)
     h, w = mask.shape
     yy, xx = np.mgrid[0:h, 0:w]
     cx, cy = axes.centroid
