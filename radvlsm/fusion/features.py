@@ -7,8 +7,8 @@ Three groups, each under a namespaced, stable name:
 - ``visual_000`` … ``visual_NNN``: the stage-2 segmenter's lesion-aware embedding (image embedding averaged
   under the predicted mask, and the mask token; for a CT nodule averaged over its slices, see
   :mod:`radvlsm.fusion.volume`);
-- ``colour_*``: CIELAB colour of the lesion (means, spreads, and contrast with a ring of surrounding tissue);
-  2-D colour images only.
+- ``colour_*``: CIELAB colour of the lesion (means, spreads, contrast with a ring of surrounding tissue, and
+  how unevenly the colours lie about the lesion's two principal axes); 2-D images only.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy as np
 
 from radvlsm.fusion.radiomics import RadiomicsExtractor
 from radvlsm.io.record import ImageRecord
+from radvlsm.metrics.symmetry import mirror_difference, smooth_inside
 
 FEATURE_GROUPS = ("radiomics", "visual", "colour")
 
@@ -29,7 +30,10 @@ COLOUR_NAMES = (
     "colour_lesion_L_std", "colour_lesion_a_std", "colour_lesion_b_std",
     "colour_lesion_L_p90_p10", "colour_lesion_a_p90_p10", "colour_lesion_b_p90_p10",
     "colour_contrast_L", "colour_contrast_a", "colour_contrast_b",
+    "colour_mirror_major", "colour_mirror_minor",
 )
+#: Smoothing of the colours before the mirror comparison, as a fraction of the lesion's equivalent radius.
+MIRROR_SIGMA = 0.1
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,10 +50,13 @@ class LesionFeatures:
 
 
 def colour_features(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """12 CIELAB features of the lesion (see :data:`COLOUR_NAMES`); ``rgb (H, W, 3)`` uint8, ``mask (H, W)``.
+    """14 CIELAB features of the lesion (see :data:`COLOUR_NAMES`); ``rgb (H, W, 3)`` uint8, ``mask (H, W)``.
 
     L* in 0..100, a*, b* in their usual signed ranges. The surround is a ring outside the lesion, as wide as a
-    tenth of the lesion's equivalent diameter (at least 3 px).
+    tenth of the lesion's equivalent diameter (at least 3 px). ``colour_mirror_major`` / ``_minor``: the mean
+    ΔE*76 between the lesion's colours and their mirror image about its major / minor principal axis
+    (:func:`radvlsm.metrics.symmetry.mirror_difference`), the colours first smoothed inside the lesion over
+    :data:`MIRROR_SIGMA` of its equivalent radius: the colour asymmetry of the ABCD rule.
     """
     lab = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2LAB).astype(np.float64)
     lab[..., 0] *= 100.0 / 255.0
@@ -61,7 +68,9 @@ def colour_features(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     ring &= ~m
     around = lab[ring] if ring.any() else inside
     p90, p10 = np.percentile(inside, 90, axis=0), np.percentile(inside, 10, axis=0)
-    return np.concatenate([inside.mean(0), inside.std(0), p90 - p10, inside.mean(0) - around.mean(0)])
+    radius = float(np.sqrt(m.sum() / np.pi))
+    mirror = mirror_difference(smooth_inside(lab, m, max(0.5, MIRROR_SIGMA * radius)), m)
+    return np.concatenate([inside.mean(0), inside.std(0), p90 - p10, inside.mean(0) - around.mean(0), mirror])
 
 
 def lesion_features(

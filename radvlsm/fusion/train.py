@@ -77,7 +77,7 @@ CV_REPORT_MD = "cv_report.md"
 CV_PREDICTIONS_FILE = "cv_predictions.csv"
 FINAL_DIR = "final"
 MODEL_CARD_FILE = "MODEL_CARD.md"
-FEATURE_CACHE_SCHEMA = 1
+FEATURE_CACHE_SCHEMA = 2  # 2: the colour group gained colour_mirror_major / _minor
 
 #: Gives the lesion mask and embedding of one image: ``(rgb, case) -> (mask, embedding)`` or ``None`` when no
 #: lesion was found.

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from radvlsm.errors import ConfigError
-from radvlsm.fusion.features import COLOUR_NAMES, colour_features, select_groups
 from radvlsm.fusion.head import DiagnosisHead, HeadConfig, cross_validate, fit_head
 
 CLASSES = ("a", "b", "c")
@@ -97,22 +96,3 @@ def test_temperature_calibrates_overconfident_margins() -> None:
     y = np.array([rng.choice(3, p=row) for row in p])
     t = _fit_temperature(5 * true_logits, y)
     assert 3.5 < t < 7.0
-
-
-def test_colour_features_see_a_blue_lesion_on_pink_skin() -> None:
-    rgb = np.zeros((64, 64, 3), np.uint8)
-    rgb[:] = (230, 180, 170)  # skin
-    mask = np.zeros((64, 64), bool)
-    mask[20:44, 20:44] = True
-    rgb[mask] = (70, 90, 140)  # blue-gray
-    f = dict(zip(COLOUR_NAMES, colour_features(rgb, mask), strict=True))
-    assert f["colour_lesion_b_mean"] < 0 < f["colour_contrast_L"] * -1  # bluish (b* < 0), darker than skin
-    assert f["colour_lesion_L_std"] < 1e-6  # uniform colour
-
-
-def test_select_groups() -> None:
-    names = ["original_a", "visual_000", "colour_lesion_L_mean", "original_b"]
-    assert select_groups(names, ["radiomics"]) == [0, 3]
-    assert select_groups(names, ["visual", "colour"]) == [1, 2]
-    with pytest.raises(ValueError, match="unknown feature group"):
-        select_groups(names, ["shape"])
