@@ -108,6 +108,11 @@ def localizer(
     ),
     normal_repeat: int = typer.Option(4, "--normal-repeat", min=1,
                                       help="Ultrasound: times each BUSI normal image is drawn per epoch."),
+    normal_rejection: float = typer.Option(
+        0.95, "--normal-rejection", min=0.0, max=1.0,
+        help="Ultrasound: set the matching threshold to the least (0.5 to 0.95) that rejects this share of the "
+        "validation images without a lesion (0: keep 0.5).",
+    ),
     branch_lr_scale: float = typer.Option(0.3, "--branch-lr-scale", min=0.0,
                                           help="Learning rate of the image branch, as a share of the localizer's."),
     export: Path = typer.Option(None, "--export", help="Copy the final model (safetensors + config) here."),
@@ -126,7 +131,7 @@ def localizer(
                                init_qformer=str(init_qformer) if init_qformer else "",
                                augmentations=tuple(a.strip() for a in augmentations.split(",") if a.strip()),
                                image_branch=image_branch, branch_lr_scale=branch_lr_scale,
-                               normal_repeat=normal_repeat,
+                               normal_repeat=normal_repeat, normal_rejection=normal_rejection or None,
                                model=LocalizerConfig(map_context_blocks=context_blocks))
     try:
         seg = load_segmenter(segmenter_spec)

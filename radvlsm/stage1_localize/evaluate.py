@@ -29,6 +29,7 @@ from radvlsm.io import read_image, read_mask, to_display_rgb
 from radvlsm.metrics.detection import box_iou_matrix
 from radvlsm.metrics.segmentation import dice
 from radvlsm.stage1_localize import phrases as ph
+from radvlsm.stage1_localize.phrases import prompt_sets
 from radvlsm.stage1_localize.predictor import LocalizerPredictor
 from radvlsm.stage2_segment.baselines import ellipse_in_box
 from radvlsm.stage2_segment.predictor import SegmenterPredictor
@@ -53,15 +54,6 @@ class PromptRow:
     ellipse_dice: float
 
 
-def prompt_sets(domain: str, trained: int = 4) -> dict[str, tuple[str, ...]]:
-    """The prompts asked of an image of ``domain``: ``trained`` phrases (the default prompt first, then the
-    domain's first train phrases), every held-out paraphrase, and every phrase of the other domains."""
-    train = (ph.DEFAULT_PROMPT, *ph.DOMAIN_TRAIN[domain][: max(0, trained - 1)])
-    para = (*ph.DOMAIN_HELD_OUT[domain], *ph.GENERIC_HELD_OUT)
-    neg = tuple(p for d in ph.DOMAINS if d != domain for p in (*ph.DOMAIN_TRAIN[d], *ph.DOMAIN_HELD_OUT[d]))
-    return {"trained": train, "paraphrase": para, "negative": neg}
-
-
 def evaluate_prompts(
     segmenter: SegmenterPredictor,
     localizer: LocalizerPredictor,
@@ -73,9 +65,10 @@ def evaluate_prompts(
     on_batch: Callable[[int], None] | None = None,
     flips: Sequence[str] = (),
 ) -> list[PromptRow]:
-    """Rows for every case of ``cases`` (one dataset) and every prompt (default: :func:`prompt_sets` of the
-    dataset's domain). Each image batch is embedded once (and once per test-time mirroring in ``flips``, see
-    :meth:`LocalizerPredictor.locate`); every prompt reuses those features."""
+    """Rows for every case of ``cases`` (one dataset) and every prompt (default:
+    :func:`~radvlsm.stage1_localize.phrases.prompt_sets` of the dataset's domain). Each image batch is embedded
+    once (and once per test-time mirroring in ``flips``, see :meth:`LocalizerPredictor.locate`); every prompt
+    reuses those features."""
     sets = prompts or prompt_sets(ph.domain_of(dataset))
     asks = [(kind, p) for kind in KINDS for p in sets.get(kind, ())]
     rows: list[PromptRow] = []

@@ -260,3 +260,12 @@ def is_positive(phrase: str, domain: str) -> bool | None:
         if phrase in domain_train_phrases(d) or phrase in DOMAIN_HELD_OUT[d]:
             return d == domain
     return None
+
+
+def prompt_sets(domain: str, trained: int = 4) -> dict[str, tuple[str, ...]]:
+    """The prompts asked of an image of ``domain``: ``trained`` phrases (the default prompt first, then the
+    domain's first train phrases), every held-out paraphrase, and every phrase of the other domains."""
+    train = (DEFAULT_PROMPT, *DOMAIN_TRAIN[domain][: max(0, trained - 1)])
+    para = (*DOMAIN_HELD_OUT[domain], *GENERIC_HELD_OUT)
+    neg = tuple(p for d in DOMAINS if d != domain for p in (*DOMAIN_TRAIN[d], *DOMAIN_HELD_OUT[d]))
+    return {"trained": train, "paraphrase": para, "negative": neg}

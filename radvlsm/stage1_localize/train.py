@@ -27,9 +27,13 @@ Losses (after BLIP-2's first stage, plus dense grounding):
 - grounding: binary cross-entropy on the ``R × R`` relevance map against the mask's area fraction per cell
   (positives) or zeros (negatives), plus soft Dice on the positives.
 
+After training, when the validation images include images without a lesion (ultrasound: BUSI's normal images),
+the matching threshold is set to the least that rejects ``normal_rejection`` of them (:func:`choose_itm_threshold`).
+
 Outputs: ``OUT/checkpoint.pt`` after every epoch (tensors and plain values only, loadable with
 ``torch.load(weights_only=True)``), ``OUT/train.log`` (one JSON line per epoch), ``OUT/train_config.json``,
-``OUT/final/`` (``model.safetensors`` + ``config.json``, see :func:`~radvlsm.stage1_localize.build.save_localizer`).
+``OUT/itm_threshold.json`` (the threshold's choice, when one was made), ``OUT/final/`` (``model.safetensors`` +
+``config.json``, see :func:`~radvlsm.stage1_localize.build.save_localizer`).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import json
 import logging
 import pickle
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -101,6 +105,9 @@ class LocalizerTrainConfig:
     ``image_branch``: give the localizer its own copy of the segmenter's last encoder stage and neck (on the
     stride-8 features, see :class:`~radvlsm.stage1_localize.modeling.ImageBranch`), trained at ``branch_lr_scale``
     times the learning rate.
+    ``normal_rejection``: when the validation images hold images without a lesion (BUSI's normal images), the
+    trained model's matching threshold is the least at which at least this share of them is rejected
+    (:func:`choose_itm_threshold`); ``None`` keeps ``model.itm_threshold``.
     """
 
     epochs: int = 30
@@ -127,6 +134,7 @@ class LocalizerTrainConfig:
     init_qformer: str = ""
     image_branch: bool = False
     branch_lr_scale: float = 0.3
+    normal_rejection: float | None = 0.95
     model: LocalizerConfig = field(default_factory=LocalizerConfig)
 
 
@@ -467,22 +475,14 @@ def _val_prompts(domain: str, k: int) -> dict[str, str]:
 
 
 @torch.no_grad()
-def validate_localizer(model: TextPromptedLocalizer, cache: FeatureCache, encoder: PhraseEncoder,
-                       batch_size: int = 64) -> dict[str, float]:
-    """Box recall@1/@5 (IoU ≥ 0.5, whole-mask box) per dataset and prompt kind, relevance-map Dice (0.5) and
-    the rejection rate of cross-domain negative prompts, on the identity features of ``cache``."""
+def _val_outputs(model: TextPromptedLocalizer, cache: FeatureCache, encoder: PhraseEncoder,
+                 asks: Sequence[tuple[int, str, str]], batch_size: int = 64
+                 ) -> Iterator[tuple[int, str, np.ndarray, float]]:
+    """For each ``(image, kind, prompt)`` of ``asks``: ``(image, kind, relevance probability map, matching
+    probability)`` on the identity features of ``cache``."""
     model.eval()
-    params = BoxParams.from_config(model.config, top_k=5)
     a0 = cache.augmentations.index("identity") if "identity" in cache.augmentations else 0
-    counters: dict[str, int] = {}
-    asks: list[tuple[int, str, str]] = []  # (image, kind, prompt)
-    for i, src in enumerate(cache.source):
-        dom = ph.domain_of(src)
-        k = counters.get(dom, 0)
-        counters[dom] = k + 1
-        asks += [(i, kind, p) for kind, p in _val_prompts(dom, k).items()]
     vecs = encoder.encode([p for _, _, p in asks]).float()
-    found: dict[tuple[str, str], list] = {}
     for s in range(0, len(asks), batch_size):
         chunk = asks[s : s + batch_size]
         imgs = sorted({i for i, _, _ in chunk})
@@ -496,15 +496,33 @@ def validate_localizer(model: TextPromptedLocalizer, cache: FeatureCache, encode
         itm = torch.sigmoid(out.itm_logits).numpy()
         prob = torch.sigmoid(out.relevance_logits).numpy()
         for j, (i, kind, _) in enumerate(chunk):
-            mb = extract_boxes(prob[j], float(itm[j]), params, frame_size=model.config.image_size)
-            gt = cache.boxes[i, a0].numpy().astype(np.float64)
-            target = cache.masks[i, a0].numpy() >= 128
-            if kind != "negative" and not bool(cache.masks[i, a0].any()):
-                kind = f"normal-{kind}"  # an image without a lesion: every prompt should find nothing
-            pred = prob[j] >= 0.5
-            denom = pred.sum() + target.sum()
-            dice = 1.0 if denom == 0 else 2 * np.logical_and(pred, target).sum() / denom
-            found.setdefault((cache.source[i], kind), []).append((mb, gt, dice))
+            yield i, kind, prob[j], float(itm[j])
+
+
+def validate_localizer(model: TextPromptedLocalizer, cache: FeatureCache, encoder: PhraseEncoder,
+                       batch_size: int = 64) -> dict[str, float]:
+    """Box recall@1/@5 (IoU ≥ 0.5, whole-mask box) per dataset and prompt kind, relevance-map Dice (0.5) and
+    the rejection rate of cross-domain negative prompts, on the identity features of ``cache``."""
+    params = BoxParams.from_config(model.config, top_k=5)
+    a0 = cache.augmentations.index("identity") if "identity" in cache.augmentations else 0
+    counters: dict[str, int] = {}
+    asks: list[tuple[int, str, str]] = []  # (image, kind, prompt)
+    for i, src in enumerate(cache.source):
+        dom = ph.domain_of(src)
+        k = counters.get(dom, 0)
+        counters[dom] = k + 1
+        asks += [(i, kind, p) for kind, p in _val_prompts(dom, k).items()]
+    found: dict[tuple[str, str], list] = {}
+    for i, kind, prob, itm in _val_outputs(model, cache, encoder, asks, batch_size):
+        mb = extract_boxes(prob, itm, params, frame_size=model.config.image_size)
+        gt = cache.boxes[i, a0].numpy().astype(np.float64)
+        target = cache.masks[i, a0].numpy() >= 128
+        if kind != "negative" and not bool(cache.masks[i, a0].any()):
+            kind = f"normal-{kind}"  # an image without a lesion: every prompt should find nothing
+        pred = prob >= 0.5
+        denom = pred.sum() + target.sum()
+        dice = 1.0 if denom == 0 else 2 * np.logical_and(pred, target).sum() / denom
+        found.setdefault((cache.source[i], kind), []).append((mb, gt, dice))
     rec: dict[str, float] = {}
     for (src, kind), rows in sorted(found.items()):
         key = f"{src}_{kind}"
@@ -518,6 +536,48 @@ def validate_localizer(model: TextPromptedLocalizer, cache: FeatureCache, encode
         rec[f"{key}_found"] = float(np.mean([mb.found for mb, _, _ in rows]))
         rec[f"{key}_map_dice"] = float(np.mean([d for _, _, d in rows]))
     return rec
+
+
+#: Where the recipe records its choice of the matching threshold (in the run folder).
+THRESHOLD_FILE = "itm_threshold.json"
+#: Matching thresholds :func:`choose_itm_threshold` may choose from (never below the 0.5 the ITM loss trains for).
+ITM_THRESHOLD_GRID = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    """What :func:`choose_itm_threshold` found: the chosen threshold (``None``: the validation images hold no
+    lesion-free image, nothing to choose on) and, per threshold of the grid, the share of the (lesion-free
+    image, phrase) pairs rejected."""
+
+    threshold: float | None
+    rejected: tuple[tuple[float, float], ...] = ()
+    n_pairs: int = 0
+
+
+def choose_itm_threshold(model: TextPromptedLocalizer, cache: FeatureCache, encoder: PhraseEncoder,
+                         target: float, grid: Sequence[float] = ITM_THRESHOLD_GRID) -> ThresholdChoice:
+    """The least matching threshold of ``grid`` at which at least ``target`` of the validation images without a
+    lesion (BUSI's normal images) come out "not found", the phrases the benchmark asks asked of each (the trained
+    and paraphrase sets of :func:`~radvlsm.stage1_localize.phrases.prompt_sets`); the largest of the grid when
+    none reaches it.
+
+    A prompt counts as found at threshold ``t`` when its matching probability reaches ``t`` and the relevance map
+    gives boxes (:func:`~radvlsm.stage1_localize.boxes.extract_boxes` with the model's other settings).
+    """
+    if not 0.0 < target <= 1.0:
+        raise ConfigError(f"the normal-image rejection target must lie in (0, 1], got {target}")
+    a0 = cache.augmentations.index("identity") if "identity" in cache.augmentations else 0
+    asks = [(i, "normal", p) for i, src in enumerate(cache.source) if not bool(cache.masks[i, a0].any())
+            for kind, phrases in ph.prompt_sets(ph.domain_of(src)).items() if kind != "negative" for p in phrases]
+    if not asks:
+        return ThresholdChoice(None)
+    params = dataclasses.replace(BoxParams.from_config(model.config, top_k=5), itm_threshold=0.0)
+    pairs = [(itm, extract_boxes(prob, itm, params, frame_size=model.config.image_size).found)
+             for _, _, prob, itm in _val_outputs(model, cache, encoder, asks)]
+    rejected = tuple((t, float(np.mean([not (found and itm >= t) for itm, found in pairs]))) for t in grid)
+    chosen = next((t for t, r in rejected if r >= target), grid[-1])
+    return ThresholdChoice(chosen, rejected, len(pairs))
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -686,5 +746,16 @@ def train_localizer(
                                          "scheduler": sched.state_dict(), "epoch": epoch + 1, "history": history,
                                          "config": model_cfg.to_json()})
     model.eval()
+    if cfg.normal_rejection is not None:
+        choice = choose_itm_threshold(model, val, encoder, cfg.normal_rejection)
+        if choice.threshold is not None:
+            model.config = dataclasses.replace(model.config, itm_threshold=choice.threshold)
+            log.info("matching threshold %.2f: the least that rejects >= %.0f%% of the %d (normal image, phrase) "
+                     "validation pairs (rejected per threshold: %s)", choice.threshold, 100 * cfg.normal_rejection,
+                     choice.n_pairs, ", ".join(f"{t:.2f} {r:.3f}" for t, r in choice.rejected))
+            (out_dir / THRESHOLD_FILE).write_text(json.dumps(
+                {"itm_threshold": choice.threshold, "normal_rejection": cfg.normal_rejection,
+                 "pairs": choice.n_pairs, "rejected": {f"{t:.2f}": r for t, r in choice.rejected}}, indent=1) + "\n",
+                encoding="utf-8")
     save_localizer(model, out_dir / "final")
     return model

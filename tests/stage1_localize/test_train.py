@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from pathlib import Path
 
@@ -10,18 +11,26 @@ import numpy as np
 import pytest
 import torch
 
+from radvlsm.data.cases import read_dataset
+from radvlsm.data.splits import busi_split
+from radvlsm.errors import ConfigError
 from radvlsm.stage1_localize import phrases as ph
 from radvlsm.stage1_localize.build import load_localizer
 from radvlsm.stage1_localize.config import LocalizerConfig
+from radvlsm.stage1_localize.text import TextEncoder
 from radvlsm.stage1_localize.train import (
+    ITM_THRESHOLD_GRID,
+    THRESHOLD_FILE,
     LocalizerTrainConfig,
     build_phrase_table,
+    choose_itm_threshold,
     compute_feature_cache,
     localizer_training_data,
     make_pair_batch,
     train_localizer,
 )
-from radvlsm.stage2_segment.train import CachedSet, TrainingDomain
+from radvlsm.stage2_segment.build import load_segmenter
+from radvlsm.stage2_segment.train import CachedSet, TrainingDomain, cache_cases
 
 
 def test_feature_cache_and_pairs(small_compact, synthetic_data, hashing_encoder) -> None:
@@ -86,6 +95,7 @@ def test_smoke_training_checkpoints_resumes_and_exports(tmp_path: Path, small_co
     assert torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)["epoch"] == 2
     loaded = load_localizer(out / "final")
     assert loaded.config.segmenter_name == "small" and loaded.config.image_dim == 32
+    assert loaded.config.itm_threshold == 0.5 and not (out / THRESHOLD_FILE).exists()  # no normal image in val
     for k, v in model.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[k], v)
 
@@ -101,3 +111,50 @@ def test_ultrasound_data_draw_the_normal_images_as_often_as_asked(datasets_root:
     assert normals.case_ids and all(cid.startswith("normal") for cid in normals.case_ids)
     assert not normals.masks.any() and all(m.any() for m in lesions.masks)
     assert set(bra.source) == {"bus-bra"} and not set(data.val.case_ids) & set(lesions.case_ids + normals.case_ids)
+
+
+def test_the_matching_threshold_is_chosen_on_the_validation_normal_images(busi_root: Path) -> None:
+    """On real BUSI `val` images with the shipped ultrasound models: the share of (normal image, phrase) pairs
+    rejected grows with the threshold, and the least threshold reaching the target is chosen."""
+    split = busi_split()
+    cases = read_dataset(busi_root).subset(split.ids("val")).cases
+    normals = [c for c in cases if c.diagnosis == "normal"][:4]
+    lesions = [c for c in cases if c.diagnosis != "normal"][:2]
+    part = cache_cases(normals + lesions, "busi", 256)
+    model = load_localizer("ultrasound")
+    cache = compute_feature_cache(load_segmenter("ultrasound"), part, ("identity",), map_size=model.config.map_size)
+    encoder = TextEncoder()
+    choice = choose_itm_threshold(model, cache, encoder, 0.9)
+    n_phrases = sum(len(v) for k, v in ph.prompt_sets(ph.BREAST_ULTRASOUND).items() if k != "negative")
+    assert choice.n_pairs == 4 * n_phrases
+    rates = [r for _, r in choice.rejected]
+    assert [t for t, _ in choice.rejected] == list(ITM_THRESHOLD_GRID)
+    assert all(a <= b for a, b in itertools.pairwise(rates))
+    assert choice.threshold == next((t for t, r in choice.rejected if r >= 0.9), ITM_THRESHOLD_GRID[-1])
+    assert rates[0] > 0.5  # the shipped model rejects most normal images at the trained threshold already
+    assert choose_itm_threshold(model, cache, encoder, rates[0]).threshold == 0.5
+    lesion_only = compute_feature_cache(load_segmenter("ultrasound"), cache_cases(lesions, "busi", 256),
+                                        ("identity",), map_size=model.config.map_size)
+    assert choose_itm_threshold(model, lesion_only, encoder, 0.9).threshold is None
+    with pytest.raises(ConfigError, match="rejection target"):
+        choose_itm_threshold(model, cache, encoder, 1.5)
+
+
+def test_training_sets_the_threshold_when_the_validation_images_hold_normal_images(
+        tmp_path: Path, small_compact, synthetic_data, hashing_encoder) -> None:
+    val = synthetic_data.val
+    normal = CachedSet((*val.case_ids, "normal_0"), (*val.source, "busi"),
+                       np.concatenate([val.images, val.images[:1]]),
+                       np.concatenate([val.masks, np.zeros_like(val.masks[:1])]))
+    data = dataclasses.replace(synthetic_data, val=normal)
+    model_cfg = LocalizerConfig(qformer_hidden=32, qformer_layers=1, qformer_heads=2, qformer_intermediate=64,
+                                encoder_hidden_size=32, num_query_tokens=4, embed_dim=32, hires_key_dim=8)
+    cfg = LocalizerTrainConfig(epochs=1, batch_size=8, model=model_cfg, augmentations=("identity",),
+                               normal_rejection=1.0)
+    out = tmp_path / "run"
+    model = train_localizer(small_compact, tmp_path / "no-datasets", out, cfg, data=data,
+                            text_encoder=hashing_encoder, segmenter_name="small")
+    chosen = json.loads((out / THRESHOLD_FILE).read_text())
+    assert chosen["itm_threshold"] in ITM_THRESHOLD_GRID and chosen["normal_rejection"] == 1.0
+    assert model.config.itm_threshold == chosen["itm_threshold"]
+    assert load_localizer(out / "final").config.itm_threshold == chosen["itm_threshold"]
