@@ -43,6 +43,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from radvlsm.metrics.symmetry import smooth_inside
 from radvlsm.reporting.records import DERMOSCOPIC_COLOURS, ColourFindings
 
 log = logging.getLogger(__name__)
@@ -331,19 +332,17 @@ def colour_fractions(pixels: LesionPixels, model: ColourModel = DEFAULT_COLOUR_M
 
 def smooth_within(pixels: LesionPixels, values: np.ndarray, sigma_px: float) -> np.ndarray:
     """``values`` ``(N, C)`` of the analysed pixels, Gaussian-smoothed (``sigma_px`` at the working size) over
-    the analysed pixels only (normalised convolution: hair, glare and the outside do not bleed in)."""
-    h, w = pixels.mask.shape
+    the analysed pixels only (normalised convolution, :func:`radvlsm.metrics.symmetry.smooth_inside`: hair,
+    glare and the outside do not bleed in)."""
     v = np.asarray(values, dtype=np.float32).reshape(len(pixels.rows), -1)
-    img = np.zeros((h, w, v.shape[1]), np.float32)
-    wt = np.zeros((h, w), np.float32)
-    img[pixels.rows, pixels.cols] = v
-    wt[pixels.rows, pixels.cols] = 1.0
     if sigma_px <= 0:
         return v.astype(np.float64)
-    num = cv2.GaussianBlur(img, (0, 0), sigma_px).reshape(h, w, -1)
-    den = cv2.GaussianBlur(wt, (0, 0), sigma_px)
-    out = num[pixels.rows, pixels.cols] / np.maximum(den[pixels.rows, pixels.cols], 1e-6)[:, None]
-    return out.astype(np.float64)
+    h, w = pixels.mask.shape
+    img = np.zeros((h, w, v.shape[1]), np.float32)
+    analysed = np.zeros((h, w), bool)
+    img[pixels.rows, pixels.cols] = v
+    analysed[pixels.rows, pixels.cols] = True
+    return smooth_inside(img, analysed, sigma_px)[pixels.rows, pixels.cols].astype(np.float64)
 
 
 def colour_features(pixels: LesionPixels, model: ColourModel = DEFAULT_COLOUR_MODEL) -> dict[str, float]:

@@ -207,6 +207,11 @@ class FeatureCache:
     def __len__(self) -> int:
         return len(self.case_ids)
 
+    @property
+    def identity_index(self) -> int:
+        """Index of the unaugmented view along ``A`` (the first view when there is none)."""
+        return self.augmentations.index("identity") if "identity" in self.augmentations else 0
+
 
 def compute_feature_cache(
     segmenter: LesionSegmenter,
@@ -481,7 +486,7 @@ def _val_outputs(model: TextPromptedLocalizer, cache: FeatureCache, encoder: Phr
     """For each ``(image, kind, prompt)`` of ``asks``: ``(image, kind, relevance probability map, matching
     probability)`` on the identity features of ``cache``."""
     model.eval()
-    a0 = cache.augmentations.index("identity") if "identity" in cache.augmentations else 0
+    a0 = cache.identity_index
     vecs = encoder.encode([p for _, _, p in asks]).float()
     for s in range(0, len(asks), batch_size):
         chunk = asks[s : s + batch_size]
@@ -504,7 +509,7 @@ def validate_localizer(model: TextPromptedLocalizer, cache: FeatureCache, encode
     """Box recall@1/@5 (IoU ≥ 0.5, whole-mask box) per dataset and prompt kind, relevance-map Dice (0.5) and
     the rejection rate of cross-domain negative prompts, on the identity features of ``cache``."""
     params = BoxParams.from_config(model.config, top_k=5)
-    a0 = cache.augmentations.index("identity") if "identity" in cache.augmentations else 0
+    a0 = cache.identity_index
     counters: dict[str, int] = {}
     asks: list[tuple[int, str, str]] = []  # (image, kind, prompt)
     for i, src in enumerate(cache.source):
@@ -567,7 +572,7 @@ def choose_itm_threshold(model: TextPromptedLocalizer, cache: FeatureCache, enco
     """
     if not 0.0 < target <= 1.0:
         raise ConfigError(f"the normal-image rejection target must lie in (0, 1], got {target}")
-    a0 = cache.augmentations.index("identity") if "identity" in cache.augmentations else 0
+    a0 = cache.identity_index
     asks = [(i, "normal", p) for i, src in enumerate(cache.source) if not bool(cache.masks[i, a0].any())
             for kind, phrases in ph.prompt_sets(ph.domain_of(src)).items() if kind != "negative" for p in phrases]
     if not asks:
