@@ -32,6 +32,7 @@ from radvlsm.pipeline.outputs import (
 )
 from radvlsm.pipeline.overlay import draw_overlay
 from radvlsm.pipeline.prompts import BoxPrompts, check_boxes_in_image
+from radvlsm.stage1_localize.config import TRAINED_ITM_THRESHOLD
 from radvlsm.stage1_localize.predictor import LocalizerPredictor
 from radvlsm.stage2_segment.predictor import SegmentationResult, SegmenterPredictor
 
@@ -192,7 +193,10 @@ class DiagnosisStep:
     With a ``gate``, only images that the stage-1 localizer's image–text matching says show the head's kind
     of lesion (``gate_prompt``, e.g. "skin lesion" for the PH2 head) are diagnosed; the others keep their
     mask and get no label (``diagnosis_status`` ``out_of_domain``): a dermoscopy head has nothing to say
-    about a polyp.
+    about a polyp. The gate asks for the matching head's trained boundary
+    (:data:`~radvlsm.stage1_localize.config.TRAINED_ITM_THRESHOLD`), at which other domains' phrases are
+    rejected, and not for the localizer's own ``itm_threshold``: that one may be raised to leave images
+    without a lesion unprompted (ultrasound), which is not the gate's question when the user gives the box.
     """
 
     diagnoser: Diagnoser
@@ -204,8 +208,8 @@ class DiagnosisStep:
         """Per image held by ``predictor``: may the head diagnose it?"""
         if self.gate is None or not self.gate_prompt:
             return [True] * len(predictor.image_sizes)
-        threshold = self.gate.model.config.itm_threshold
-        return [r.itm_probability >= threshold for r in self.gate.locate_on(predictor, self.gate_prompt, 1)]
+        return [r.itm_probability >= TRAINED_ITM_THRESHOLD
+                for r in self.gate.locate_on(predictor, self.gate_prompt, 1)]
 
     def run(self, im: LoadedImage, result: SegmentationResult) -> Diagnosis:
         return round_diagnosis(self.diagnoser.diagnose(im.rgb, result.mask, result.embedding, im.spacing_mm),

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from radvlsm.stage1_localize.config import LocalizerConfig
+from radvlsm.stage1_localize.config import TRAINED_ITM_THRESHOLD, LocalizerConfig
 from radvlsm.stage2_segment.transforms import ResizeTransform
 
 
@@ -52,7 +52,7 @@ class BoxParams:
     peak_count: int = 3
     nms_iou: float = 0.7
     top_k: int = 5
-    itm_threshold: float = 0.5
+    itm_threshold: float = TRAINED_ITM_THRESHOLD
     score_mass_power: float = 0.5
 
     @classmethod

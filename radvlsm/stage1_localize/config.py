@@ -12,6 +12,11 @@ from radvlsm.jsonconfig import check_keys, read_json_object
 CONFIG_VERSION = 1
 
 
+#: The image–text matching head's decision boundary as trained (binary cross-entropy): the probability at which
+#: a phrase of another domain is rejected.
+TRAINED_ITM_THRESHOLD = 0.5
+
+
 @dataclass(frozen=True)
 class LocalizerConfig:
     """Architecture, box extraction and provenance of a text-prompted localizer.
@@ -54,7 +59,9 @@ class LocalizerConfig:
         peak_count: local maxima grown into extra candidates.
         nms_iou: candidates overlapping a better one by more than this are removed.
         top_k: candidates returned per image by default.
-        itm_threshold: image–text matching probability below which the prompt is "not found".
+        itm_threshold: image–text matching probability below which the prompt is "not found" (the recipe may
+            raise it above :data:`TRAINED_ITM_THRESHOLD` to reject images without a lesion, see
+            :func:`radvlsm.stage1_localize.train.choose_itm_threshold`).
         score_mass_power: exponent of the mass term of the box score.
     """
 
@@ -89,7 +96,7 @@ class LocalizerConfig:
     peak_count: int = 3
     nms_iou: float = 0.7
     top_k: int = 5
-    itm_threshold: float = 0.5
+    itm_threshold: float = TRAINED_ITM_THRESHOLD
     score_mass_power: float = 0.5
     version: int = field(default=CONFIG_VERSION)
 

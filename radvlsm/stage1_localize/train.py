@@ -70,7 +70,7 @@ from radvlsm.stage1_localize.build import (
     segmenter_fingerprint,
     with_image_branch,
 )
-from radvlsm.stage1_localize.config import LocalizerConfig
+from radvlsm.stage1_localize.config import TRAINED_ITM_THRESHOLD, LocalizerConfig
 from radvlsm.stage1_localize.modeling import TextPromptedLocalizer
 from radvlsm.stage1_localize.text import PhraseEncoder, TextEncoder
 from radvlsm.stage2_segment.modeling import LesionSegmenter
@@ -545,8 +545,9 @@ def validate_localizer(model: TextPromptedLocalizer, cache: FeatureCache, encode
 
 #: Where the recipe records its choice of the matching threshold (in the run folder).
 THRESHOLD_FILE = "itm_threshold.json"
-#: Matching thresholds :func:`choose_itm_threshold` may choose from (never below the 0.5 the ITM loss trains for).
-ITM_THRESHOLD_GRID = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+#: Matching thresholds :func:`choose_itm_threshold` may choose from (never below the boundary the ITM loss trains
+#: for, :data:`~radvlsm.stage1_localize.config.TRAINED_ITM_THRESHOLD`).
+ITM_THRESHOLD_GRID = (TRAINED_ITM_THRESHOLD, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 
 
 @dataclass(frozen=True)

@@ -155,3 +155,30 @@ def test_run_segment_assembles_the_csvs_and_a_rerun_does_nothing(tmp_path: Path,
     summary = run_segment(items, out, predictor, prompts, model_name="default", batch_size=2)
     assert summary.written == 0 and summary.skipped == 3
     assert {p.name: p.stat().st_mtime_ns for p in (out / "records").iterdir()} == stamps
+
+
+def test_the_diagnosis_gate_asks_for_the_trained_boundary_not_the_lesion_threshold() -> None:
+    """A localizer whose ``itm_threshold`` is raised (to leave images without a lesion unprompted) still admits
+    to the head every image that matches the head's kind of lesion at the trained boundary."""
+    import dataclasses
+
+    from radvlsm.fusion.predictor import Diagnoser, load_head
+    from radvlsm.io import read_image, to_display_rgb
+    from radvlsm.pipeline.segment import DiagnosisStep
+    from radvlsm.stage1_localize.build import load_localizer
+    from radvlsm.stage1_localize.config import TRAINED_ITM_THRESHOLD
+    from radvlsm.stage1_localize.predictor import LocalizerPredictor
+    from radvlsm.stage1_localize.text import TextEncoder
+
+    images = sorted((SAMPLES / "images").glob("bus_*.jpg"))
+    assert len(images) == 2
+    seg = SegmenterPredictor(load_segmenter("ultrasound"))
+    seg.set_images([to_display_rgb(read_image(p)) for p in images])
+    strict = load_localizer("ultrasound")
+    strict.config = dataclasses.replace(strict.config, itm_threshold=0.99)
+    gate = LocalizerPredictor(strict, TextEncoder())
+    found = gate.locate_on(seg, "breast mass", 1)
+    itm = [r.itm_probability for r in found]
+    assert not all(r.found for r in found)  # one of the two breast masses falls below the strict threshold ...
+    step = DiagnosisStep(Diagnoser(load_head("ultrasound")), "ultrasound", gate, "breast mass")
+    assert step.admits(seg) == [p >= TRAINED_ITM_THRESHOLD for p in itm] == [True, True]  # ... the gate takes both
