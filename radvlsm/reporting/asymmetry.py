@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from radvlsm.metrics.symmetry import PrincipalAxes, principal_axes, reflection_overlap
+from radvlsm.metrics.symmetry import PrincipalAxes, mirror_difference, principal_axes, reflection_overlap
 from radvlsm.reporting.colour import LesionPixels, load_params, smooth_within
 from radvlsm.reporting.records import AsymmetryFindings
 
@@ -114,46 +114,30 @@ def mirror_colour_differences(
     image across the axis (through the centroid, in physical space), over the pixels whose mirror image is an
     analysed pixel too; the colours are first smoothed over ``sigma`` times the lesion's equivalent radius.
 
-    Arguments as for :func:`colour_halves_difference`; ``within`` (full size) keeps only pixels inside it.
+    Arguments as for :func:`colour_halves_difference`; ``within`` (full size) keeps only pixels inside it. The
+    comparison is made at the working size (:func:`radvlsm.metrics.symmetry.mirror_difference`), with the axes
+    carried over from the full size.
     """
     H, W = full_shape
     h, w = pixels.mask.shape
     if len(pixels.lab) == 0:
         return 0.0, 0.0
-    sy, sx = spacing if spacing is not None else (1.0, 1.0)
     ok = np.ones(len(pixels.rows), dtype=bool)
-    x, y = _working_coords(pixels, full_shape)
     if within is not None:
-        xi = np.clip(np.rint(x).astype(np.int64), 0, W - 1)
-        yi = np.clip(np.rint(y).astype(np.int64), 0, H - 1)
-        ok = within[yi, xi]
+        x, y = _working_coords(pixels, full_shape)
+        ok = within[np.clip(np.rint(y).astype(np.int64), 0, H - 1), np.clip(np.rint(x).astype(np.int64), 0, W - 1)]
     if not ok.any():
         return 0.0, 0.0
-    # The analysed pixels (restricted to ``within``) as an index image at the working size.
-    index = np.full((h, w), -1, dtype=np.int64)
-    sel = np.nonzero(ok)[0]
-    index[pixels.rows[sel], pixels.cols[sel]] = sel
-    radius_px = float(np.sqrt(len(sel) / np.pi))
-    lab = smooth_within(pixels, pixels.lab, max(0.5, sigma * radius_px))
+    analysed = np.zeros((h, w), dtype=bool)
+    analysed[pixels.rows[ok], pixels.cols[ok]] = True
+    lab = np.zeros((h, w, 3))
+    radius_px = float(np.sqrt(ok.sum() / np.pi))
+    lab[pixels.rows, pixels.cols] = smooth_within(pixels, pixels.lab, max(0.5, sigma * radius_px))
+    # the full-size axes in working pixels: the same physical axes, working pixels being W/w x H/h full ones
+    sy, sx = spacing if spacing is not None else (1.0, 1.0)
     cx, cy = axes.centroid
-    px = np.stack([(x[sel] - cx) * sx, (y[sel] - cy) * sy], axis=1)
-    out = []
-    for k in (0, 1):
-        u = np.asarray(axes.directions[k])
-        refl = 2.0 * (px @ u)[:, None] * u[None, :] - px
-        # back to working pixel indices
-        rx = np.rint(((refl[:, 0] / sx + cx) + 0.5) * w / W - 0.5).astype(np.int64)
-        ry = np.rint(((refl[:, 1] / sy + cy) + 0.5) * h / H - 0.5).astype(np.int64)
-        inside = (rx >= 0) & (rx < w) & (ry >= 0) & (ry < h)
-        partner = np.full(len(sel), -1, dtype=np.int64)
-        partner[inside] = index[ry[inside], rx[inside]]
-        has = partner >= 0
-        if not has.any():
-            out.append(0.0)
-            continue
-        d = np.linalg.norm(lab[sel[has]] - lab[partner[has]], axis=1)
-        out.append(float(d.mean()))
-    return out[0], out[1]
+    working = PrincipalAxes(((cx + 0.5) * w / W - 0.5, (cy + 0.5) * h / H - 0.5), axes.directions, axes.spreads)
+    return mirror_difference(lab, analysed, working, (sy * H / h, sx * W / w))
 
 
 def score_from_indices(
