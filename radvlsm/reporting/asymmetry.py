@@ -78,6 +78,13 @@ def _working_coords(pixels: LesionPixels, full_shape: tuple[int, int]) -> tuple[
     return (pixels.cols + 0.5) * W / w - 0.5, (pixels.rows + 0.5) * H / h - 0.5
 
 
+def _inside(pixels: LesionPixels, within: np.ndarray) -> np.ndarray:
+    """Per analysed pixel: whether its nearest full-size pixel lies in ``within`` (a full-size mask)."""
+    H, W = within.shape
+    x, y = _working_coords(pixels, (H, W))
+    return within[np.clip(np.rint(y).astype(np.int64), 0, H - 1), np.clip(np.rint(x).astype(np.int64), 0, W - 1)]
+
+
 def colour_halves_difference(
     pixels: LesionPixels, full_shape: tuple[int, int], axes: PrincipalAxes, k: int,
     spacing: tuple[float, float] | None = None, within: np.ndarray | None = None,
@@ -88,14 +95,11 @@ def colour_halves_difference(
     ``(H, W)`` of the mask the axes were computed on; ``within`` (that size) keeps only pixels inside it
     (the largest component).
     """
-    H, W = full_shape
     sy, sx = spacing if spacing is not None else (1.0, 1.0)
     x, y = _working_coords(pixels, full_shape)
     lab = pixels.lab
     if within is not None:
-        xi = np.clip(np.rint(x).astype(np.int64), 0, W - 1)
-        yi = np.clip(np.rint(y).astype(np.int64), 0, H - 1)
-        keep = within[yi, xi]
+        keep = _inside(pixels, within)
         x, y, lab = x[keep], y[keep], lab[keep]
     cx, cy = axes.centroid
     o = np.asarray(axes.directions[1 - k])
@@ -122,10 +126,7 @@ def mirror_colour_differences(
     h, w = pixels.mask.shape
     if len(pixels.lab) == 0:
         return 0.0, 0.0
-    ok = np.ones(len(pixels.rows), dtype=bool)
-    if within is not None:
-        x, y = _working_coords(pixels, full_shape)
-        ok = within[np.clip(np.rint(y).astype(np.int64), 0, H - 1), np.clip(np.rint(x).astype(np.int64), 0, W - 1)]
+    ok = _inside(pixels, within) if within is not None else np.ones(len(pixels.rows), dtype=bool)
     if not ok.any():
         return 0.0, 0.0
     analysed = np.zeros((h, w), dtype=bool)
