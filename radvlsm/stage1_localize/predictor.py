@@ -123,8 +123,7 @@ class LocalizerPredictor:
         on the listed images of ``features``."""
         hires4 = features.hires[0] if features.hires is not None else None
         cfg = self.model.config
-        stride8 = features.stride8 if cfg.branch_in_dim > 0 else None
-        self.model.check_features(features.embedding, hires4 if cfg.hires_dim > 0 else None, stride8)
+        stride8 = features.stride8 if cfg.branch_in_dim > 0 else None  # the model checks the shapes
         itm_all, rel_all = [], []
         for s in range(0, len(images), self.max_pairs_per_pass):
             idx = torch.tensor(images[s : s + self.max_pairs_per_pass], dtype=torch.long, device=self.device)

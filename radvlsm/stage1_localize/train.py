@@ -212,6 +212,18 @@ class FeatureCache:
         """Index of the unaugmented view along ``A`` (the first view when there is none)."""
         return self.augmentations.index("identity") if "identity" in self.augmentations else 0
 
+    def features(self, items: torch.Tensor, views: torch.Tensor | int
+                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """``(embedding, hires4, stride8)`` of ``items`` under ``views`` (one per item, or one for all), float32."""
+        def take(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[items, views].float()
+
+        return self.embedding[items, views].float(), take(self.hires4), take(self.stride8)
+
+    def has_lesion(self, item: int) -> bool:
+        """Whether image ``item`` holds a lesion (its identity-view mask is not empty)."""
+        return bool(self.masks[item, self.identity_index].any())
+
 
 def compute_feature_cache(
     segmenter: LesionSegmenter,
@@ -397,9 +409,7 @@ def make_pair_batch(
     aug = rng.integers(A, size=len(items))
     it = torch.from_numpy(np.asarray(items, dtype=np.int64))
     ag = torch.from_numpy(aug.astype(np.int64))
-    emb = cache.embedding[it, ag].float()
-    hires = cache.hires4[it, ag].float() if cache.hires4 is not None else None
-    s8 = cache.stride8[it, ag].float() if cache.stride8 is not None else None
+    emb, hires, s8 = cache.features(it, ag)
     masks = cache.masks[it, ag].float() / 255.0
     phrase, index, match, targets, domains = [], [], [], [], []
     lesion = masks.flatten(1).amax(1) > 0
@@ -493,9 +503,7 @@ def _val_outputs(model: TextPromptedLocalizer, cache: FeatureCache, encoder: Phr
         imgs = sorted({i for i, _, _ in chunk})
         local = {i: j for j, i in enumerate(imgs)}
         it = torch.tensor(imgs)
-        emb = cache.embedding[it, a0].float()
-        hires = cache.hires4[it, a0].float() if cache.hires4 is not None else None
-        s8 = cache.stride8[it, a0].float() if cache.stride8 is not None else None
+        emb, hires, s8 = cache.features(it, a0)
         out = model(emb, hires, vecs[s : s + len(chunk)], torch.tensor([local[i] for i, _, _ in chunk]),
                     with_itc=False, stride8=s8)
         itm = torch.sigmoid(out.itm_logits).numpy()
@@ -522,7 +530,7 @@ def validate_localizer(model: TextPromptedLocalizer, cache: FeatureCache, encode
         mb = extract_boxes(prob, itm, params, frame_size=model.config.image_size)
         gt = cache.boxes[i, a0].numpy().astype(np.float64)
         target = cache.masks[i, a0].numpy() >= 128
-        if kind != "negative" and not bool(cache.masks[i, a0].any()):
+        if kind != "negative" and not cache.has_lesion(i):
             kind = f"normal-{kind}"  # an image without a lesion: every prompt should find nothing
         pred = prob >= 0.5
         denom = pred.sum() + target.sum()
@@ -573,8 +581,7 @@ def choose_itm_threshold(model: TextPromptedLocalizer, cache: FeatureCache, enco
     """
     if not 0.0 < target <= 1.0:
         raise ConfigError(f"the normal-image rejection target must lie in (0, 1], got {target}")
-    a0 = cache.identity_index
-    asks = [(i, "normal", p) for i, src in enumerate(cache.source) if not bool(cache.masks[i, a0].any())
+    asks = [(i, "normal", p) for i, src in enumerate(cache.source) if not cache.has_lesion(i)
             for kind, phrases in ph.prompt_sets(ph.domain_of(src)).items() if kind != "negative" for p in phrases]
     if not asks:
         return ThresholdChoice(None)
