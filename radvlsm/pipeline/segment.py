@@ -132,7 +132,7 @@ class LocalizerPrompts:
     def candidates(
         self, batch: Sequence[LoadedImage], predictor: SegmenterPredictor
     ) -> list[Candidates | InputProblem | None]:
-        flipped = {f: predictor.encode([x.rgb for x in batch], flip=f) for f in self.flips}
+        flipped = predictor.encode_mirrored([x.rgb for x in batch], self.flips)
         found = self.localizer.locate_on(predictor, self.prompt, self.top_k, flipped=flipped)
         return [Candidates(r.boxes, r.scores.astype(np.float32)) if r.found else None for r in found]
 

@@ -77,7 +77,7 @@ def evaluate_prompts(
         rgbs = [to_display_rgb(read_image(c.image_path)) for c in chunk]
         gts = [read_mask(c.mask_path) for c in chunk]
         segmenter.set_images(rgbs)
-        flipped = {f: segmenter.encode(rgbs, flip=f) for f in flips}
+        flipped = segmenter.encode_mirrored(rgbs, flips)
         for kind, prompt in asks:
             found = localizer.locate_on(segmenter, prompt, top_k, flipped=flipped)
             idx = [i for i, r in enumerate(found) if r.found]

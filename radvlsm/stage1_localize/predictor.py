@@ -79,7 +79,7 @@ class LocalizerPredictor:
             top_k: candidates per image (default: the config's ``top_k``, 5).
             image_index: which of the ``B`` images to answer for (default: all, in order).
             flipped: test-time augmentation: features of the same images with the model input mirrored
-                (``SegmenterPredictor.encode(images, flip=...)``, keyed by the flip's name in
+                (``SegmenterPredictor.encode_mirrored(images, flips)``, keyed by the flip's name in
                 :data:`~radvlsm.stage2_segment.predictor.FLIPS`); the relevance maps and matching probabilities
                 of every view are averaged (each map mirrored back) before the boxes are drawn.
 

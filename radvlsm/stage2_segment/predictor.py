@@ -137,11 +137,26 @@ class SegmenterPredictor:
             flip: ``"hflip"`` or ``"vflip"`` mirrors the resized model input (so the features are those of the
                 mirrored model frame, whatever the resize mode), ``None`` keeps it.
         """
+        return self._embed(self._model_inputs(images), flip)
+
+    @torch.inference_mode()
+    def encode_mirrored(self, images: Sequence[np.ndarray], flips: Sequence[str]) -> dict[str, ImageFeatures]:
+        """:meth:`encode` of the same images under each of ``flips`` (the images are resized once)."""
+        if not flips:
+            return {}
+        inputs = self._model_inputs(images)
+        return {f: self._embed(inputs, f) for f in flips}
+
+    def _model_inputs(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The images resized to the model input, ``(n, S, S, 3)`` uint8 per chunk of :attr:`encoder_batch`."""
+        return [np.stack([self.transform.apply_image(im) for im in images[start : start + self.encoder_batch]])
+                for start in range(0, len(images), self.encoder_batch)]
+
+    def _embed(self, inputs: Sequence[np.ndarray], flip: str | None) -> ImageFeatures:
         if flip is not None and flip not in FLIPS:
             raise ValueError(f"unknown flip {flip!r}; use one of {sorted(FLIPS)}")
         chunks = []
-        for start in range(0, len(images), self.encoder_batch):
-            batch = np.stack([self.transform.apply_image(im) for im in images[start : start + self.encoder_batch]])
+        for batch in inputs:
             x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float()
             if flip is not None:
                 x = x.flip(FLIPS[flip])

@@ -113,3 +113,7 @@ def test_encode_mirrors_the_model_input(small_compact) -> None:
                                seg.encode([np.ascontiguousarray(image[::-1])]).embedding)
     with pytest.raises(ValueError, match="unknown flip"):
         seg.encode([image], flip="rot90")
+    mirrored = seg.encode_mirrored([image, image], ("hflip", "vflip"))  # one resize, each mirroring encoded
+    assert list(mirrored) == ["hflip", "vflip"] and seg.encode_mirrored([image], ()) == {}
+    for flip, feats in mirrored.items():
+        torch.testing.assert_close(feats.embedding, seg.encode([image, image], flip=flip).embedding)
