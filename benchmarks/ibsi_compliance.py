@@ -4,17 +4,18 @@ For each IBSI configuration A–E (``radvlsm/fusion/params/ibsi_?.yaml``), radvl
 study, the DICOM series and its RTSTRUCT (GTV-1 rasterised by :func:`radvlsm.io.rasterise_roi`), extracts the
 features (:class:`radvlsm.fusion.radiomics.RadiomicsExtractor`, 3-D) and compares them with the IBSI reference values
 (``reference-values/config_?.csv``) through the tag map of :mod:`radvlsm.fusion.ibsi`: a feature complies when
-``|value - reference| <= tolerance``.
+``|value - reference| <= tolerance``. Each configuration is extracted twice: with pyradiomics' own processing (the
+parameter file alone), and with ``radvlsm radiomics --ibsi`` (:mod:`radvlsm.fusion.resampling`: IBSI's
+interpolation grid, rounding and mask interpolation, and for E ``--ibsi-range-first=-1000,400``).
 
 Every feature outside its tolerance gets a reason, and the reason is checked, not assumed:
 
 * a known definition difference (pyradiomics' Kurtosis is IBSI's + 3): the value on IBSI's definition is shown;
-* otherwise the steps of IBSI's processing that pyradiomics has no setting for are done here, outside pyradiomics,
-  and the features computed again from them (an *emulation*, for the diagnosis only): IBSI's interpolation (grid
-  centred on the image, intensities rounded to whole HU, mask interpolated linearly with a 0.5 partial-volume
-  threshold), IBSI's bin numbering from the re-segmentation bound (configuration C), and IBSI's two re-segmentations
-  (configuration E). A feature that complies with the emulation is attributed to the step(s) whose removal, one at
-  a time, puts it outside again; a feature outside even then is reported as unexplained, with its deviation.
+* otherwise the features are computed again with every IBSI step (an *emulation*): ``--ibsi``, plus IBSI's bin
+  numbering from the re-segmentation bound (configuration C), which pyradiomics has no setting for and which the
+  benchmark emulates by replacing pyradiomics' bin edges (diagnosis only). A feature that complies with the
+  emulation is attributed to the step(s) whose removal, one at a time, puts it outside again; a feature outside
+  even then is reported as unexplained, with its deviation.
 
 Also measured: the RTSTRUCT mask against the phantom's NIfTI mask, and the IBSI ``_comb`` (directions merged)
 GLCM/GLRLM tags with pyradiomics' ``weightingNorm: no_weighting``.
@@ -33,6 +34,7 @@ import json
 import logging
 import math
 import platform
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -44,9 +46,7 @@ from unittest import mock
 import numpy as np
 import radiomics
 import radiomics.imageoperations
-import SimpleITK as sitk  # noqa: N813
-from radiomics.featureextractor import RadiomicsFeatureExtractor
-from scipy import ndimage
+import yaml
 
 from radvlsm import __version__
 from radvlsm.data.paths import shared_datasets_root
@@ -60,6 +60,7 @@ from radvlsm.fusion.ibsi import (
     uncompared,
 )
 from radvlsm.fusion.radiomics import RadiomicsExtractor, load_params
+from radvlsm.fusion.resampling import IbsiProcessing, Interpolation, process
 from radvlsm.io import ImageRecord, rasterise_roi, read_image, read_mask
 
 ROI = "GTV-1"
@@ -112,52 +113,25 @@ STEPS: Mapping[str, str] = {
 
 
 # --------------------------------------------------------------------------------------------------------
-# IBSI's processing, done outside pyradiomics (diagnosis only)
+# IBSI's processing: radvlsm's (--ibsi), and the emulation of the one step it leaves to pyradiomics
 # --------------------------------------------------------------------------------------------------------
 
 
-def _axis(n: int, old: float, new: float, centred: bool) -> np.ndarray:
-    """Sample positions (in old voxel indices) of a resampled axis of ``ceil(n * old / new)`` voxels."""
-    if new == 0 or new == old:
-        return np.arange(n, dtype=np.float64)
-    n_new = int(np.ceil(n * old / new))
-    if centred:  # IBSI: the centres of the two grids coincide (computed in mm: exact ties stay exact)
-        start_mm = (old * (n - 1) - new * (n_new - 1)) / 2
-        return (start_mm + np.arange(n_new) * new) / old
-    # pyradiomics: the new grid's first voxel shares its corner with the old grid's first voxel
-    return 0.5 * (new - old) / old + np.arange(n_new) * (new / old)
-
-
-def interpolate(
-    series: ImageRecord, mask: np.ndarray, cfg: IbsiConfig, em: Emulation
-) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
-    """Image and mask on IBSI's grid (or the original ones for a configuration without interpolation).
-
-    The slice spacing measured from the DICOM positions (2.99999999999985 mm) is rounded to 1 um: IBSI's mask
-    interpolation puts some samples exactly half-way between two slices, where the 0.5 threshold decides, and a
-    1e-13 error decides the other way (45952 vs 43834 voxels on this phantom).
-    """
-    assert series.geometry is not None
-    old = tuple(round(v, 6) for v in reversed(series.geometry.spacing))  # z, y, x
-    if cfg.spacing_zyx is None:
-        return series.pixels.astype(np.float64), mask, old
-    shape = series.pixels.shape
-    axes = [_axis(n, o, s, em.centred_grid) for n, o, s in zip(shape, old, cfg.spacing_zyx, strict=True)]
-    grid = np.meshgrid(*axes, indexing="ij")
-    img = ndimage.map_coordinates(series.pixels.astype(np.float64), grid, order=cfg.spline_order, mode="nearest")
-    if em.rounding:
-        img = np.round(img)
-    if em.linear_mask:
-        msk = ndimage.map_coordinates(mask.astype(np.float64), grid, order=1, mode="constant") >= 0.5
-    else:
-        msk = ndimage.map_coordinates(mask.astype(np.float64), grid, order=0, mode="constant") > 0.5
-    new = tuple(o if s == 0 else float(s) for o, s in zip(old, cfg.spacing_zyx, strict=True))
-    return img, msk, new
+def processing(config: str, em: Emulation = Emulation()) -> IbsiProcessing:
+    """``radvlsm radiomics --ibsi`` as configuration ``config`` needs it (``--ibsi-range-first`` for E), with the
+    steps ``em`` leaves to pyradiomics done pyradiomics' way."""
+    cfg = IBSI[config]
+    first = cfg.reseg_range if (cfg.outliers and cfg.reseg_range is not None and em.two_resegmentations) else None
+    return IbsiProcessing(
+        range_first=first, round_intensities=None if em.rounding else False, centred_grid=em.centred_grid,
+        linear_mask=em.linear_mask,
+    )
 
 
 @contextmanager
 def _bins_from(lower: float | None) -> Iterator[None]:
-    """Fixed-width bins numbered from ``lower`` (IBSI) instead of from the ROI's minimum (pyradiomics)."""
+    """Fixed-width bins numbered from ``lower`` (IBSI) instead of from the ROI's minimum (pyradiomics): the one
+    step ``--ibsi`` does not do, emulated by replacing pyradiomics' bin edges (diagnosis only)."""
     if lower is None:
         yield
         return
@@ -173,22 +147,11 @@ def _bins_from(lower: float | None) -> Iterator[None]:
         yield
 
 
-def _execute(
-    params: dict[str, Any], img: np.ndarray, msk: np.ndarray, spacing_zyx: tuple[float, ...]
-) -> dict[str, float]:
-    image = sitk.GetImageFromArray(np.ascontiguousarray(img))
-    label = sitk.GetImageFromArray(np.ascontiguousarray(msk, dtype=np.uint8))
-    for im in (image, label):
-        im.SetSpacing(tuple(float(v) for v in reversed(spacing_zyx)))
-    out = RadiomicsFeatureExtractor(params).execute(image, label)
-    return {k: float(np.asarray(v)) for k, v in out.items() if not k.startswith("diagnostics_")}
-
-
 def emulate(
     series: ImageRecord, mask: np.ndarray, config: str, em: Emulation, *, comb: bool = False
 ) -> tuple[dict[str, float], int, int]:
-    """Features with IBSI's processing done here, then pyradiomics without resampling; the mask's voxels after
-    interpolation and after re-segmentation.
+    """Features with ``radvlsm radiomics --ibsi`` and, where ``em`` says so, IBSI's bin numbering; the mask's voxels
+    after interpolation and after re-segmentation.
 
     ``comb``: GLCM and GLRLM only, with the directions' matrices merged (``weightingNorm: no_weighting``, IBSI's
     ``_comb``) instead of averaged.
@@ -196,26 +159,23 @@ def emulate(
     cfg = IBSI[config]
     params = copy.deepcopy(load_params(IBSI_PARAMS[config]))
     settings = params["setting"]
-    for key in ("resampledPixelSpacing", "interpolator"):
-        settings.pop(key, None)
-    if comb:
-        settings["weightingNorm"] = "no_weighting"
-        params["featureClass"] = {"glcm": params["featureClass"]["glcm"], "glrlm": None}
-    img, msk, spacing = interpolate(series, mask, cfg, em)
+    steps = processing(config, em)
     lower = cfg.reseg_range[0] if (em.bins_from_range and cfg.reseg_range and "binWidth" in settings) else None
-    with _bins_from(lower):
-        if cfg.outliers and cfg.reseg_range is not None and em.two_resegmentations:
-            # Intensity mask: the range first; pyradiomics' mean +- 3 SD (the file's setting) then applies to it.
-            # Morphology is computed on the mask before re-segmentation, as IBSI does.
-            kept = msk & (img >= cfg.reseg_range[0]) & (img <= cfg.reseg_range[1])
-            feats = _execute(params, img, kept, spacing)
-            if "shape" in params["featureClass"]:
-                shape_only = dict(params, featureClass={"shape": params["featureClass"]["shape"]})
-                feats.update(_execute(shape_only, img, msk, spacing))
-        else:
-            kept = msk
-            feats = _execute(params, img, msk, spacing)
-    return feats, int(msk.sum()), _resegmented(img, kept, settings)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = IBSI_PARAMS[config]
+        if comb:
+            settings["weightingNorm"] = "no_weighting"
+            params["featureClass"] = {"glcm": params["featureClass"]["glcm"], "glrlm": None}
+            path = Path(tmp) / "comb.yaml"
+            path.write_text(yaml.safe_dump(params), encoding="utf-8")
+        with _bins_from(lower):
+            feats = RadiomicsExtractor(path, "3d", ibsi=steps).extract(series, mask)
+    if series.geometry is None:
+        raise SystemExit(f"{series.path}: not a volume")
+    done = process(
+        series.pixels, mask, tuple(reversed(series.geometry.spacing)), Interpolation.from_settings(settings), steps
+    )
+    return feats, int(done.mask.sum()), _resegmented(done.pixels, done.intensity_mask, settings)
 
 
 def _resegmented(img: np.ndarray, msk: np.ndarray, settings: Mapping[str, Any]) -> int:
@@ -324,6 +284,11 @@ def run_config(series: ImageRecord, mask: np.ndarray, root: Path, config: str) -
     seconds = time.perf_counter() - t0
     report = compare(features, reference, config)
 
+    t0 = time.perf_counter()
+    shipped_features = RadiomicsExtractor(IBSI_PARAMS[config], "3d", ibsi=processing(config)).extract(series, mask)
+    shipped_seconds = time.perf_counter() - t0
+    shipped = compare(shipped_features, reference, config)
+
     steps = _steps(config)
     full_em = Emulation()
     full_feats, full_voxels, full_reseg = emulate(series, mask, config, full_em)
@@ -338,6 +303,13 @@ def run_config(series: ImageRecord, mask: np.ndarray, root: Path, config: str) -
         "share": report.share,
         "seconds": seconds,
         "outside": explain(report, full, ablated),
+        "ibsi": {
+            "command": _command(config),
+            "within": shipped.within,
+            "share": shipped.share,
+            "seconds": shipped_seconds,
+            "outside": explain(shipped, full, {"bins_from_range": shipped} if "bins_from_range" in steps else {}),
+        },
         "emulated": {
             "steps": steps,
             "within": full.within,
@@ -359,6 +331,13 @@ def run_config(series: ImageRecord, mask: np.ndarray, root: Path, config: str) -
         "missing": list(report.missing),
     }
     return result
+
+
+def _command(config: str) -> str:
+    """The ``radvlsm radiomics`` options of configuration ``config`` with IBSI's processing."""
+    first = processing(config).range_first
+    extra = f" --ibsi-range-first={first[0]:g},{first[1]:g}" if first else ""
+    return f"--params radvlsm/fusion/params/ibsi_{config}.yaml --ibsi{extra}"
 
 
 def _notes(results: Mapping[str, Any]) -> list[str]:
@@ -391,21 +370,27 @@ def markdown(results: Mapping[str, Any]) -> str:
         f"from the NIfTI mask of {results['rtstruct_vs_nifti']['nifti_voxels']}). A feature complies when "
         "|value - reference| <= tolerance. Reproduce: `python benchmarks/ibsi_compliance.py`.",
         "",
-        "| config | IBSI processing | parameter file | compared | within | share | with IBSI's steps emulated |",
+        "| config | IBSI processing | parameter file | compared | pyradiomics' processing | `radvlsm radiomics "
+        "--ibsi` | every IBSI step (emulated) |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: |",
     ]
     for c, r in results["configs"].items():
-        em = r["emulated"]
+        em, ib = r["emulated"], r["ibsi"]
         lines.append(
-            f"| {c.upper()} | {r['ibsi_processing']} | `{r['params']}` | {r['compared']} | {r['within']} | "
-            f"{100 * r['share']:.1f} % | {em['within']}/{r['compared']} ({100 * em['share']:.1f} %) |"
+            f"| {c.upper()} | {r['ibsi_processing']} | `{r['params']}` | {r['compared']} | {r['within']} "
+            f"({100 * r['share']:.1f} %) | **{ib['within']} ({100 * ib['share']:.1f} %)** | {em['within']} "
+            f"({100 * em['share']:.1f} %) |"
         )
     lines += [
         "",
-        "*With IBSI's steps emulated*: the processing pyradiomics has no setting for, done by the benchmark before "
-        "pyradiomics (diagnosis only, not what radvlsm ships): IBSI's interpolation grid, rounding and mask "
-        "interpolation (B-E), bin numbering from -1000 HU (C), both re-segmentations (E). Mask voxels emulated vs "
-        "IBSI, after interpolation / after re-segmentation: "
+        "*pyradiomics' processing*: the parameter file alone (`radvlsm radiomics --params FILE`). *`radvlsm radiomics "
+        "--ibsi`*: radvlsm does IBSI's interpolation grid, rounding and mask interpolation (B-E) and, with "
+        "`--ibsi-range-first=-1000,400`, both re-segmentations (E) before pyradiomics "
+        "(`radvlsm.fusion.resampling`); options per configuration: "
+        + "; ".join(f"{c.upper()} `{r['ibsi']['command']}`" for c, r in results["configs"].items())
+        + ". *Every IBSI step (emulated)*: also IBSI's bin numbering from -1000 HU (C), which pyradiomics has no "
+        "setting for, emulated by the benchmark by replacing pyradiomics' bin edges (diagnosis only). Mask voxels "
+        "with `--ibsi` vs IBSI, after interpolation / after re-segmentation: "
         + ", ".join(
             f"{c.upper()} {r['emulated']['mask_voxels']} vs {r['emulated']['ibsi_mask_voxels']:.0f} / "
             f"{r['emulated']['resegmented_voxels']} vs {r['emulated']['ibsi_resegmented_voxels']:.0f} "
@@ -418,7 +403,23 @@ def markdown(results: Mapping[str, Any]) -> str:
         + ", ".join(f"{c.upper()} {r['comb']['within']}/{r['comb']['compared']}" for c, r in results["configs"].items())
         + ".",
         "",
-        "## Outside the tolerance, by reason",
+        "## Outside the tolerance with `--ibsi`",
+        "",
+    ]
+    legend = {**STEPS, **OTHER_REASONS}
+    for c, r in results["configs"].items():
+        rows = r["ibsi"]["outside"]
+        by_reason: dict[tuple[str, ...], list[str]] = {}
+        for row in rows:
+            by_reason.setdefault(tuple(row["causes"]), []).append(f"`{row['tag']}` ({row['deviation']:+.1f})")
+        text = "; ".join(
+            f"{'; '.join(legend[x] for x in causes)} — {len(tags)}: {', '.join(tags)}"
+            for causes, tags in sorted(by_reason.items(), key=lambda kv: -len(kv[1]))
+        )
+        lines.append(f"- **{c.upper()}**, {len(rows)} of {r['compared']}: {text or 'none'}")
+    lines += [
+        "",
+        "## Outside the tolerance with pyradiomics' processing, by reason",
         "",
     ]
     for c, r in results["configs"].items():
@@ -469,6 +470,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS, help="folder of ibsi_compliance.json/.md")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
+    for handler in logging.getLogger().handlers:  # radvlsm sets pyradiomics' logger to WARNING per extractor
+        handler.setLevel(logging.ERROR)
     for name in ("radiomics", "radvlsm"):
         logging.getLogger(name).setLevel(logging.ERROR)  # pyradiomics' deprecation and bin-count notes
 

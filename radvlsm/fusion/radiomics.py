@@ -29,6 +29,12 @@ records one, else 1 x 1 (features in pixels). Whatever a parameter file says, 2-
 ``force2D: true, force2Ddimension: 0`` and every mask with ``label: 1`` (radvlsm masks are binary); a file that
 says otherwise gets a warning.
 
+**IBSI processing.** ``RadiomicsExtractor(params, ibsi=IbsiProcessing())`` (``radvlsm radiomics --ibsi``) does
+the parameter file's resampling IBSI's way before pyradiomics (:mod:`radvlsm.fusion.resampling`: the grid centred on
+the image, the mask interpolated linearly and kept where >= 0.5, interpolated whole-number intensities rounded, an
+optional first re-segmentation range) and tells pyradiomics not to resample; the processing is recorded with the
+parameters of the CSV.
+
 **Output columns.** ``case_id``, ``mask`` (path), ``image`` (path), then pyradiomics' own feature names in its
 own order (``original_shape2D_Elongation`` …, ``original_firstorder_Mean`` …, ``original_glcm_Contrast`` …).
 pyradiomics' ``diagnostics_*`` entries (versions, settings, hashes: text, not numbers) are left out, so every
@@ -89,7 +95,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
@@ -100,6 +106,7 @@ import SimpleITK as sitk  # noqa: N813 (the library's own convention)
 import yaml
 
 from radvlsm.errors import ConfigError, InputError, RadvlsmError
+from radvlsm.fusion.resampling import IbsiProcessing, Interpolation, process
 from radvlsm.io import ImageRecord, atomic_write, case_stem, is_rtstruct, read_image, read_mask
 
 if TYPE_CHECKING:
@@ -275,12 +282,16 @@ class ParamSet:
         path: the file.
         params: its content after validation, as plain data (``setting``, ``imageType``, ``featureClass`` …).
         overrides: settings radvlsm passes to the extractor over the file's (``label: 1``; for 2-D also
-            ``force2D: true, force2Ddimension: 0``), only those that differ from the file.
+            ``force2D: true, force2Ddimension: 0``; with IBSI processing ``resampledPixelSpacing: null``, radvlsm
+            resampling instead), only those that differ from the file.
+        interpolation: with IBSI processing, the file's resampling done by radvlsm (``None``: none, or
+            pyradiomics resamples).
     """
 
     path: Path
     params: Mapping[str, Any]
     overrides: Mapping[str, Any]
+    interpolation: Interpolation | None = None
 
 
 @contextlib.contextmanager
@@ -401,7 +412,7 @@ def load_params(path: str | Path) -> dict[str, Any]:
     return json.loads(json.dumps(data))
 
 
-def _param_set(path: Path, dimension: Literal["2d", "3d"]) -> ParamSet:
+def _param_set(path: Path, dimension: Literal["2d", "3d"], ibsi: bool = False) -> ParamSet:
     params = load_params(path)
     settings = params.get("setting") or {}
     forced = dict(_FORCED_ALL) | (dict(_FORCED_2D) if dimension == "2d" else {})
@@ -413,7 +424,13 @@ def _param_set(path: Path, dimension: Literal["2d", "3d"]) -> ParamSet:
                 "%s: setting %s: %r ignored, radvlsm uses %s: %r for %s", path, key, settings[key], key, value,
                 "2-D images" if key.startswith("force2D") else "its binary masks",
             )
-    return ParamSet(path=path, params=MappingProxyType(params), overrides=MappingProxyType(overrides))
+    interpolation = Interpolation.from_settings(settings, str(path)) if ibsi else None
+    if interpolation is not None:
+        overrides["resampledPixelSpacing"] = None
+    return ParamSet(
+        path=path, params=MappingProxyType(params), overrides=MappingProxyType(overrides),
+        interpolation=interpolation,
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -558,20 +575,26 @@ class RadiomicsExtractor:
         params: a pyradiomics parameter file (YAML/JSON) used for every case, or ``None`` for the built-in
             :data:`DEFAULT_PARAMS` of each case's dimension.
         dimension: ``"2d"`` (2-D images only), ``"3d"`` (volumes only) or ``"auto"`` (both, each its way).
+        ibsi: do IBSI's processing before pyradiomics (:mod:`radvlsm.fusion.resampling`: the file's resampling on
+            IBSI's grid, rounding, mask interpolation, and these steps' options); ``None``: pyradiomics' own.
 
     Raises:
-        ConfigError: an invalid parameter file (checked here, once).
+        ConfigError: an invalid parameter file (checked here, once), or one whose interpolator has no IBSI
+            counterpart when ``ibsi`` is given.
     """
 
-    def __init__(self, params: str | Path | None = None, dimension: Dimension = "auto") -> None:
+    def __init__(
+        self, params: str | Path | None = None, dimension: Dimension = "auto", ibsi: IbsiProcessing | None = None
+    ) -> None:
         if dimension not in ("2d", "3d", "auto"):
             raise ValueError(f"dimension must be '2d', '3d' or 'auto', got {dimension!r}")
         self.params = Path(params) if params is not None else None
         self.dimension: Dimension = dimension
+        self.ibsi = ibsi
         _configure_pyradiomics_logging()
         dims: tuple[Literal["2d", "3d"], ...] = ("2d", "3d") if dimension == "auto" else (dimension,)
-        self._param_sets = {d: _param_set(self.params or DEFAULT_PARAMS[d], d) for d in dims}
-        self._extractors: dict[str, RadiomicsFeatureExtractor] = {}
+        self._param_sets = {d: _param_set(self.params or DEFAULT_PARAMS[d], d, ibsi is not None) for d in dims}
+        self._extractors: dict[tuple[str, bool], RadiomicsFeatureExtractor] = {}
 
     def param_set(self, dimension: Literal["2d", "3d"]) -> ParamSet:
         """The validated parameters used for cases of ``dimension``."""
@@ -580,15 +603,24 @@ class RadiomicsExtractor:
         except KeyError:
             raise ValueError(f"this extractor is {self.dimension}, not {dimension}") from None
 
-    def pyradiomics_extractor(self, dimension: Literal["2d", "3d"]) -> RadiomicsFeatureExtractor:
-        """The underlying pyradiomics extractor for ``dimension`` (built once, from the parameter file's path)."""
-        if dimension not in self._extractors:
+    def pyradiomics_extractor(
+        self, dimension: Literal["2d", "3d"], *, shape_only: bool = False
+    ) -> RadiomicsFeatureExtractor:
+        """The underlying pyradiomics extractor for ``dimension`` (built once, from the parameter file's path);
+        ``shape_only``: one with only the file's shape classes enabled."""
+        key = (dimension, shape_only)
+        if key not in self._extractors:
             from radiomics.featureextractor import RadiomicsFeatureExtractor
 
             ps = self.param_set(dimension)
             with _quiet_pykwalify():
-                self._extractors[dimension] = RadiomicsFeatureExtractor(str(ps.path), **dict(ps.overrides))
-        return self._extractors[dimension]
+                ex = RadiomicsFeatureExtractor(str(ps.path), **dict(ps.overrides))
+            if shape_only:
+                shapes = {k: v for k, v in ex.enabledFeatures.items() if k.startswith("shape")}
+                ex.disableAllFeatures()
+                ex.enableFeaturesByName(**shapes)
+            self._extractors[key] = ex
+        return self._extractors[key]
 
     # -- single case ------------------------------------------------------------------------------------
 
@@ -608,10 +640,39 @@ class RadiomicsExtractor:
             ``(features, warnings)``: feature name → value without ``diagnostics_*`` entries, and pyradiomics'
             warnings for this case (not logged here).
 
+        With IBSI processing (``ibsi``), the images are processed first (:func:`radvlsm.fusion.resampling.process`)
+        and shape features are measured on the interpolated mask before ``range_first``.
+
         Raises:
-            InputError: pyradiomics refused the case (e.g. a mask of one voxel), with its reason.
+            InputError: pyradiomics refused the case (e.g. a mask of one voxel), with its reason, or nothing of the
+                mask is left after IBSI's interpolation or first re-segmentation.
         """
-        ex = self.pyradiomics_extractor(dimension)
+        if self.ibsi is None:
+            return self._execute(image, mask, dimension)
+        try:
+            done = process(
+                sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(mask), tuple(reversed(image.GetSpacing())),
+                self.param_set(dimension).interpolation, self.ibsi,
+            )
+        except ValueError as exc:
+            raise InputError(None, f"IBSI processing: {exc}") from exc
+        if not done.intensity_mask.any():
+            lo, hi = self.ibsi.range_first or (math.nan, math.nan)
+            raise InputError(None, f"no voxel of the lesion is within the first re-segmentation range [{lo:g}, {hi:g}]")
+        img, kept = to_sitk(done.pixels, done.intensity_mask, done.spacing_zyx, volume=True)
+        features, notes = self._execute(img, kept, dimension)
+        shape_keys = [k for k in features if k.startswith("original_shape")]
+        if self.ibsi.range_first is not None and shape_keys:
+            _, whole = to_sitk(done.pixels, done.mask, done.spacing_zyx, volume=True)
+            shapes, more = self._execute(img, whole, dimension, shape_only=True)
+            features.update({k: shapes[k] for k in shape_keys})
+            notes += more
+        return features, notes
+
+    def _execute(
+        self, image: sitk.Image, mask: sitk.Image, dimension: Literal["2d", "3d"], *, shape_only: bool = False
+    ) -> tuple[dict[str, float], tuple[str, ...]]:
+        ex = self.pyradiomics_extractor(dimension, shape_only=shape_only)
         with _collect_pyradiomics_warnings() as messages:
             try:
                 result = ex.execute(image, mask)
@@ -956,6 +1017,7 @@ def _provenance(extractor: RadiomicsExtractor, dimension: Literal["2d", "3d"]) -
         "params_file": str(ps.path),
         "params": json.loads(json.dumps(dict(ps.params))),
         "overrides": dict(ps.overrides),
+        "ibsi_processing": json.loads(json.dumps(asdict(extractor.ibsi))) if extractor.ibsi is not None else None,
         "pyradiomics": str(radiomics.__version__),
         "radvlsm": __version__,
     }
@@ -988,7 +1050,7 @@ def _check_provenance(csv_path: Path, record_path: Path, now: dict[str, Any]) ->
         raise ConfigError(f"{record_path}: cannot read it ({exc}); delete it or pass --overwrite") from exc
     if not isinstance(before, dict):
         raise ConfigError(f"{record_path}: not a parameter record; delete it or pass --overwrite")
-    keys = ("dimension", "params", "overrides")
+    keys = ("dimension", "params", "overrides", "ibsi_processing")
     diff = _first_difference({k: before.get(k) for k in keys}, {k: now[k] for k in keys})
     if diff:
         raise ConfigError(
@@ -1005,7 +1067,7 @@ def _check_provenance(csv_path: Path, record_path: Path, now: dict[str, Any]) ->
 _WORKER: RadiomicsExtractor | None = None
 
 
-def _init_worker(params: str | None, dimension: Dimension) -> None:
+def _init_worker(params: str | None, dimension: Dimension, ibsi: IbsiProcessing | None) -> None:
     """Pool initializer: one extractor per worker process, SimpleITK single-threaded (the pool is the parallelism).
 
     The parent already validated the parameters and logs every case's outcome and warnings: the worker's own
@@ -1014,7 +1076,7 @@ def _init_worker(params: str | None, dimension: Dimension) -> None:
     global _WORKER
     logging.getLogger("radvlsm").setLevel(logging.ERROR)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    _WORKER = RadiomicsExtractor(params, dimension)
+    _WORKER = RadiomicsExtractor(params, dimension, ibsi)
     if dimension != "auto":
         _WORKER.pyradiomics_extractor(dimension)
 
@@ -1059,6 +1121,7 @@ def extract_folder(
     rtstruct: str | Path | None = None,
     roi: str | None = None,
     case_id: str | None = None,
+    ibsi: IbsiProcessing | None = None,
 ) -> RadiomicsSummary:
     """Extract the features of every image/mask pair into ``out_csv``, resuming what is already there.
 
@@ -1079,6 +1142,7 @@ def extract_folder(
         rtstruct: an RTSTRUCT drawn on the DICOM series folder ``images`` (then ``masks`` is ``None``).
         roi: the RTSTRUCT's ROI (``None``: its only one).
         case_id: the case id of a series with an RTSTRUCT (default: the series folder's name).
+        ibsi: IBSI's processing before pyradiomics (:class:`RadiomicsExtractor`); recorded with the parameters.
 
     Returns:
         A :class:`RadiomicsSummary`.
@@ -1111,7 +1175,7 @@ def extract_folder(
         run_dim: Literal["2d", "3d"] = "3d" if n_vol * 2 > len(pairs) else "2d"
     else:
         run_dim = dimension
-    extractor = RadiomicsExtractor(params, run_dim)  # validates the parameter file: ConfigError
+    extractor = RadiomicsExtractor(params, run_dim, ibsi)  # validates the parameter file: ConfigError
     provenance = _provenance(extractor, run_dim)
 
     out_csv.parent.mkdir(parents=True, exist_ok=True)
@@ -1172,7 +1236,7 @@ def extract_folder(
                 result, notes = extractor.extract_case(pair)
                 handle(pair, result, notes)
         elif todo:
-            _run_pool(todo, n_workers, params, run_dim, handle)
+            _run_pool(todo, n_workers, params, run_dim, ibsi, handle)
     finally:
         table.close()
         failed.sort(key=lambda e: e.case_id)
@@ -1193,11 +1257,12 @@ def _run_pool(
     n_workers: int,
     params: str | Path | None,
     dimension: Literal["2d", "3d"],
+    ibsi: IbsiProcessing | None,
     handle: Callable[[CasePair, FeatureRow | CaseError, tuple[str, ...]], None],
 ) -> None:
     pool = ProcessPoolExecutor(
         max_workers=n_workers, mp_context=_pool_context(), initializer=_init_worker,
-        initargs=(str(params) if params is not None else None, dimension),
+        initargs=(str(params) if params is not None else None, dimension, ibsi),
     )
     try:
         futures: dict[Future[tuple[FeatureRow | CaseError, tuple[str, ...]]], CasePair] = {

@@ -125,3 +125,39 @@ def test_rtstruct_with_masks_is_a_usage_error(ibsi_phantom_root: Path, tmp_path:
                         str(tmp_path / "f.csv"))
     assert code == 2, output
     assert "giveeitherMASKSoranRTSTRUCT,notboth" in _squeeze(output)
+
+
+def test_ibsi_processing_options(ibsi_phantom_root: Path, tmp_path: Path) -> None:
+    series = ibsi_phantom_root / "dicom" / "image"
+    rs = next((ibsi_phantom_root / "dicom" / "rtstruct").glob("*.dcm"))
+    params = tmp_path / "light.yaml"  # 2 mm isotropic, trilinear, like IBSI configuration C
+    params.write_text(
+        "featureClass:\n  shape:\n  firstorder:\nsetting:\n  binWidth: 25\n  resampledPixelSpacing: [2, 2, 2]\n"
+        "  interpolator: sitkLinear\n"
+    )
+    common = (str(series), "--rtstruct", str(rs), "--roi", "GTV-1", "--params", str(params), "--workers", "1")
+    out = tmp_path / "f.csv"
+    code, output = _run(*common, "-o", str(out), "--ibsi", "--ibsi-range-first=-1000,400")
+    assert code == 0, output
+    row = _rows(out)["image"]
+    # Shape on the interpolated mask before the range: IBSI's 45985 voxels of 8 mm3, within 0.1%.
+    assert float(row["original_shape_VoxelVolume"]) == pytest.approx(45985 * 8.0, rel=1e-3)
+    assert float(row["original_firstorder_Minimum"]) >= -1000  # the first range applied to the intensities
+    # Completing the CSV without the same processing is refused, naming what differs.
+    code, output = _run(*common, "-o", str(out))
+    assert code == 2
+    assert "ibsi_processing" in _squeeze(output) and "--overwrite" in _squeeze(output)
+    # The range needs --ibsi, and must be LOW,HIGH.
+    code, output = _run(*common, "-o", str(tmp_path / "g.csv"), "--ibsi-range-first=-1000,400")
+    assert code == 2 and "needs--ibsi" in _squeeze(output)
+    code, output = _run(*common, "-o", str(tmp_path / "g.csv"), "--ibsi", "--ibsi-range-first=400,-1000")
+    assert code == 2 and "isnotLOW,HIGH" in _squeeze(output)  # (typer's box may split the rest)
+    # A range that leaves nothing of the lesion is that case's error, with the reason.
+    code, output = _run(*common, "-o", str(tmp_path / "k.csv"), "--ibsi", "--ibsi-range-first=2000,3000")
+    assert code == 1
+    reason = _rows(tmp_path / "k_errors.csv")["image"]["reason"]
+    assert reason == "no voxel of the lesion is within the first re-segmentation range [2000, 3000]"
+    # An interpolator IBSI has no counterpart for is a usage error naming the file.
+    params.write_text(params.read_text().replace("sitkLinear", "sitkNearestNeighbor"))
+    code, output = _run(*common, "-o", str(tmp_path / "h.csv"), "--ibsi")
+    assert code == 2 and "interpolator'sitkNearestNeighbor'cannotbedoneIBSI'sway" in _squeeze(output)
