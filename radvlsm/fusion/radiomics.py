@@ -649,10 +649,12 @@ class RadiomicsExtractor:
         """
         if self.ibsi is None:
             return self._execute(image, mask, dimension)
+        ps = self.param_set(dimension)
+        pad = int((ps.params.get("setting") or {}).get("padDistance", 5))  # pyradiomics' default
         try:
             done = process(
                 sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(mask), tuple(reversed(image.GetSpacing())),
-                self.param_set(dimension).interpolation, self.ibsi,
+                ps.interpolation, self.ibsi, pad,
             )
         except ValueError as exc:
             raise InputError(None, f"IBSI processing: {exc}") from exc

@@ -18,8 +18,9 @@ to resample:
   morphology on the mask before any re-segmentation, and so does radvlsm (the extractor measures shape on the
   interpolated mask).
 
-Only the neighbourhood of the mask is interpolated (its bounding box plus :data:`CROP_MARGIN` voxels of the
-input), so a whole CT volume costs what its lesion costs; the grid is still the whole image's.
+Only the neighbourhood of the mask is interpolated (its bounding box and ``pad`` new voxels around it, as
+pyradiomics' own resampling pads by its ``padDistance`` for filters such as LoG and wavelets), so a whole CT volume
+costs what its lesion costs; the grid is still the whole image's.
 
 One IBSI step stays pyradiomics': fixed-width bins are numbered from the ROI's lowest bin, not from the
 re-segmentation range's lower bound. Features that use the bin numbers themselves (joint average, grey-level
@@ -165,6 +166,7 @@ def process(
     spacing_zyx: Sequence[float],
     interpolation: Interpolation | None,
     steps: IbsiProcessing = IbsiProcessing(),
+    pad: int = 5,
 ) -> Processed:
     """The image and mask processed IBSI's way, ready for pyradiomics without its own resampling.
 
@@ -174,9 +176,10 @@ def process(
         spacing_zyx: mm per array axis.
         interpolation: the new grid, or ``None`` to keep the input's (then only ``range_first`` applies).
         steps: which steps are done IBSI's way.
+        pad: new voxels kept on each side of the samples the mask can reach (pyradiomics' ``padDistance``).
 
     Returns:
-        A :class:`Processed`, cropped to the samples whose mask value can be non-zero.
+        A :class:`Processed`, cropped to the samples whose mask value can be non-zero and ``pad`` more.
 
     Raises:
         ValueError: shapes that differ, an empty mask, or nothing left of the mask after interpolation.
@@ -192,7 +195,7 @@ def process(
         out_img, out_msk, new = img.astype(np.float64), msk, old
     else:
         new = tuple(o if s == 0 else float(s) for o, s in zip(old, interpolation.spacing_zyx, strict=True))
-        out_img, out_msk = _interpolate(img, msk, old, new, interpolation.order, steps)
+        out_img, out_msk = _interpolate(img, msk, old, new, interpolation.order, steps, max(0, int(pad)))
         if not out_msk.any():
             raise ValueError(f"no voxel of the mask is left at {new[2]:g} x {new[1]:g} x {new[0]:g} mm")
     kept = out_msk
@@ -209,13 +212,15 @@ def _interpolate(
     new: tuple[float, ...],
     order: int,
     steps: IbsiProcessing,
+    pad: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Image and mask sampled on the new grid, around the mask only."""
     boxes = ndimage.find_objects(msk.astype(np.uint8))[0]
     axes, crop = [], []
     for n, o, s, box in zip(img.shape, old, new, boxes, strict=True):
         pos = grid_axis(n, o, s, steps.centred_grid)
-        keep = pos[(pos > box.start - 1) & (pos < box.stop)]  # a linear mask sample can be non-zero only here
+        reach = np.flatnonzero((pos > box.start - 1) & (pos < box.stop))  # where a mask sample can be non-zero
+        keep = pos[max(0, reach[0] - pad) : reach[-1] + pad + 1] if reach.size else reach
         lo = max(0, math.floor(keep[0]) - CROP_MARGIN) if keep.size else 0
         hi = min(n, math.ceil(keep[-1]) + CROP_MARGIN + 1) if keep.size else 0
         axes.append(keep - lo)

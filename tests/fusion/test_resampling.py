@@ -49,17 +49,21 @@ def test_linear_interpolation_of_a_ramp_is_exact_and_whole_numbers_are_rounded()
     img = _ramp((6, 8, 10))
     mask = np.zeros(img.shape, bool)
     mask[1:5, 2:6, 3:8] = True
-    out = process(img, mask, (1.0, 1.0, 1.0), Interpolation((1.0, 0.5, 0.5), order=1))
+    out = process(img, mask, (1.0, 1.0, 1.0), Interpolation((1.0, 0.5, 0.5), order=1), pad=0)
     # Samples every half voxel in y and x: the ramp at those positions, rounded to whole numbers (int input).
     assert out.spacing_zyx == (1.0, 0.5, 0.5)
     assert np.all(out.pixels == np.round(out.pixels))
     ys = grid_axis(8, 1.0, 0.5)
     xs = grid_axis(10, 1.0, 0.5)
-    # The crop keeps the samples that the mask can reach; the first kept sample of each axis is the first past
-    # the mask's box less one voxel (z is kept as it is: voxel 1).
+    # Without padding the crop keeps the samples that the mask can reach; the first kept sample of each axis is the
+    # first past the mask's box less one voxel (z is kept as it is: voxel 1).
     y0 = ys[ys > 2 - 1][0]
     x0 = xs[xs > 3 - 1][0]
     assert out.pixels[0, 0, 0] == np.round(100 * 1 + 10 * y0 + x0)
+    # pyradiomics' padDistance of 5 new voxels (for filters) around them, within the image: the same mask.
+    padded = process(img, mask, (1.0, 1.0, 1.0), Interpolation((1.0, 0.5, 0.5), order=1))
+    assert padded.pixels.shape == (6, min(ys.size, out.pixels.shape[1] + 10), min(xs.size, out.pixels.shape[2] + 10))
+    assert padded.mask.sum() == out.mask.sum()
     # A float image is not rounded.
     fine = process(img.astype(np.float64) + 0.25, mask, (1.0, 1.0, 1.0), Interpolation((1.0, 0.5, 0.5), order=1))
     assert not np.all(fine.pixels == np.round(fine.pixels))
