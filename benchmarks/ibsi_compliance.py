@@ -284,6 +284,11 @@ def run_config(series: ImageRecord, mask: np.ndarray, root: Path, config: str) -
     seconds = time.perf_counter() - t0
     report = compare(features, reference, config)
 
+    cfg = IBSI[config]
+    wanted = Interpolation(cfg.spacing_zyx, cfg.spline_order) if cfg.spacing_zyx is not None else None
+    written = Interpolation.from_settings(load_params(IBSI_PARAMS[config])["setting"])
+    if written != wanted:
+        raise SystemExit(f"{IBSI_PARAMS[config]}: resamples as {written}, IBSI's configuration {config} as {wanted}")
     t0 = time.perf_counter()
     shipped_features = RadiomicsExtractor(IBSI_PARAMS[config], "3d", ibsi=processing(config)).extract(series, mask)
     shipped_seconds = time.perf_counter() - t0

@@ -74,7 +74,8 @@ class Interpolation:
         """From a pyradiomics ``setting`` mapping; ``None`` when it does not resample.
 
         Raises:
-            ConfigError: an interpolator IBSI has no counterpart for (nearest neighbour, Gaussian, sinc …).
+            ConfigError: an interpolator IBSI has no counterpart for (nearest neighbour, Gaussian, sinc …), or not
+                three spacings.
         """
         spacing = settings.get("resampledPixelSpacing")
         if spacing is None:
@@ -85,7 +86,13 @@ class Interpolation:
                 f"{where or 'parameters'}: interpolator {name!r} cannot be done IBSI's way: use sitkLinear "
                 "(IBSI's trilinear) or sitkBSpline (IBSI's tricubic spline)"
             )
-        x, y, z = (float(v) for v in spacing)
+        values = [float(v) for v in spacing]
+        if len(values) != 3 or any(not math.isfinite(v) or v < 0 for v in values):
+            raise ConfigError(
+                f"{where or 'parameters'}: resampledPixelSpacing must be 3 spacings (x, y, z) in mm, each >= 0 "
+                f"(0 keeps the axis), not {list(spacing)}"
+            )
+        x, y, z = values
         return cls(spacing_zyx=(z, y, x), order=INTERPOLATOR_ORDERS[name])
 
 

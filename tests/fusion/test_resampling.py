@@ -38,6 +38,8 @@ def test_interpolation_from_pyradiomics_settings() -> None:
     nearest = {"resampledPixelSpacing": [2, 2, 2], "interpolator": "sitkNearestNeighbor"}
     with pytest.raises(ConfigError, match=r"p\.yaml: interpolator 'sitkNearestNeighbor' cannot be done IBSI's way"):
         Interpolation.from_settings(nearest, "p.yaml")
+    with pytest.raises(ConfigError, match=r"resampledPixelSpacing must be 3 spacings"):
+        Interpolation.from_settings({"resampledPixelSpacing": [2, 2], "interpolator": "sitkLinear"})
 
 
 def _ramp(shape: tuple[int, int, int]) -> np.ndarray:
