@@ -594,7 +594,7 @@ class RadiomicsExtractor:
         _configure_pyradiomics_logging()
         dims: tuple[Literal["2d", "3d"], ...] = ("2d", "3d") if dimension == "auto" else (dimension,)
         self._param_sets = {d: _param_set(self.params or DEFAULT_PARAMS[d], d, ibsi is not None) for d in dims}
-        self._extractors: dict[tuple[str, bool], RadiomicsFeatureExtractor] = {}
+        self._extractors: dict[tuple[str, str], RadiomicsFeatureExtractor] = {}
 
     def param_set(self, dimension: Literal["2d", "3d"]) -> ParamSet:
         """The validated parameters used for cases of ``dimension``."""
@@ -604,21 +604,21 @@ class RadiomicsExtractor:
             raise ValueError(f"this extractor is {self.dimension}, not {dimension}") from None
 
     def pyradiomics_extractor(
-        self, dimension: Literal["2d", "3d"], *, shape_only: bool = False
+        self, dimension: Literal["2d", "3d"], part: Literal["all", "shape", "rest"] = "all"
     ) -> RadiomicsFeatureExtractor:
         """The underlying pyradiomics extractor for ``dimension`` (built once, from the parameter file's path);
-        ``shape_only``: one with only the file's shape classes enabled."""
-        key = (dimension, shape_only)
+        ``part``: all the file's feature classes, only its shape classes, or all but those."""
+        key = (dimension, part)
         if key not in self._extractors:
             from radiomics.featureextractor import RadiomicsFeatureExtractor
 
             ps = self.param_set(dimension)
             with _quiet_pykwalify():
                 ex = RadiomicsFeatureExtractor(str(ps.path), **dict(ps.overrides))
-            if shape_only:
-                shapes = {k: v for k, v in ex.enabledFeatures.items() if k.startswith("shape")}
+            if part != "all":
+                kept = {k: v for k, v in ex.enabledFeatures.items() if k.startswith("shape") == (part == "shape")}
                 ex.disableAllFeatures()
-                ex.enableFeaturesByName(**shapes)
+                ex.enableFeaturesByName(**kept)
             self._extractors[key] = ex
         return self._extractors[key]
 
@@ -662,19 +662,27 @@ class RadiomicsExtractor:
             lo, hi = self.ibsi.range_first or (math.nan, math.nan)
             raise InputError(None, f"no voxel of the lesion is within the first re-segmentation range [{lo:g}, {hi:g}]")
         img, kept = to_sitk(done.pixels, done.intensity_mask, done.spacing_zyx, volume=True)
-        features, notes = self._execute(img, kept, dimension)
-        shape_keys = [k for k in features if k.startswith("original_shape")]
-        if self.ibsi.range_first is not None and shape_keys:
-            _, whole = to_sitk(done.pixels, done.mask, done.spacing_zyx, volume=True)
-            shapes, more = self._execute(img, whole, dimension, shape_only=True)
-            features.update({k: shapes[k] for k in shape_keys})
+        enabled = self.pyradiomics_extractor(dimension).enabledFeatures
+        if self.ibsi.range_first is None or not any(k.startswith("shape") for k in enabled):
+            return self._execute(img, kept, dimension)
+        # Shape on the whole interpolated mask, the rest on what the first range keeps (pyradiomics' own order:
+        # shape features come first).
+        _, whole = to_sitk(done.pixels, done.mask, done.spacing_zyx, volume=True)
+        features, notes = self._execute(img, whole, dimension, "shape")
+        if any(not k.startswith("shape") for k in enabled):
+            rest, more = self._execute(img, kept, dimension, "rest")
+            features.update(rest)
             notes += more
         return features, notes
 
     def _execute(
-        self, image: sitk.Image, mask: sitk.Image, dimension: Literal["2d", "3d"], *, shape_only: bool = False
+        self,
+        image: sitk.Image,
+        mask: sitk.Image,
+        dimension: Literal["2d", "3d"],
+        part: Literal["all", "shape", "rest"] = "all",
     ) -> tuple[dict[str, float], tuple[str, ...]]:
-        ex = self.pyradiomics_extractor(dimension, shape_only=shape_only)
+        ex = self.pyradiomics_extractor(dimension, part)
         with _collect_pyradiomics_warnings() as messages:
             try:
                 result = ex.execute(image, mask)
