@@ -25,7 +25,7 @@ import torch
 
 from radvlsm.data.paths import shared_datasets_root
 from radvlsm.fusion.head import HeadConfig
-from radvlsm.fusion.radiomics import DEFAULT_PARAMS
+from radvlsm.fusion.radiomics_params import DEFAULT_PARAMS
 from radvlsm.fusion.tasks import LIDC_TASK
 from radvlsm.fusion.train import DiagnoserConfig, MaskMode, train_diagnoser
 from radvlsm.stage2_segment.build import load_segmenter

@@ -33,7 +33,9 @@ import numpy as np
 import SimpleITK as sitk  # noqa: N813
 
 from radvlsm.data.paths import shared_datasets_root
-from radvlsm.fusion.radiomics import DEFAULT_PARAMS, RadiomicsExtractor, extract_folder, to_sitk
+from radvlsm.fusion.radiomics import RadiomicsExtractor, to_sitk
+from radvlsm.fusion.radiomics_folder import extract_folder
+from radvlsm.fusion.radiomics_params import DEFAULT_PARAMS
 from radvlsm.io import read_image, read_mask
 
 

@@ -118,7 +118,7 @@ def radiomics(
     continues where it stopped. Exit code 2 for an invalid parameter file, input or output, 1 when no case has a
     row.
     """
-    from radvlsm.fusion.radiomics import default_workers, extract_folder
+    from radvlsm.fusion.radiomics_folder import default_workers, extract_folder
 
     dim = dimension.strip().lower()
     if dim not in ("2d", "3d", "auto"):

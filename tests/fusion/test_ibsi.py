@@ -22,7 +22,8 @@ from radvlsm.fusion.ibsi import (
     read_reference,
     uncompared,
 )
-from radvlsm.fusion.radiomics import RadiomicsExtractor, load_params
+from radvlsm.fusion.radiomics import RadiomicsExtractor
+from radvlsm.fusion.radiomics_params import load_params
 from radvlsm.fusion.resampling import IbsiProcessing
 from radvlsm.io import rasterise_roi, read_image
 
