@@ -34,29 +34,44 @@ def _root(
 
 
 def _register() -> None:
-    """Attach the commands. Imported here, not at module top, so each command module stays independent."""
+    """Attach the commands. Imported here, not at module top, so each command module stays independent.
+
+    ``short_help`` is the one line of ``radvlsm --help``; each command's own ``--help`` gives its whole docstring.
+    """
     from radvlsm.cli import evaluate as _ev
 
-    app.command("evaluate")(_ev.evaluate)
+    app.command("evaluate", short_help="Score predicted masks against reference masks (Dice, IoU, HD95, ASSD).")(
+        _ev.evaluate
+    )
 
     from radvlsm.cli import train as _train
 
     train_app.command("segmenter")(_train.segmenter)
     train_app.command("localizer")(_train.localizer)
-    train_app.command("diagnoser")(_train.diagnoser)
+    train_app.command(
+        "diagnoser", short_help="Train the diagnosis head of one task (PH2 dermoscopy, breast ultrasound, LIDC CT)."
+    )(_train.diagnoser)
 
     from radvlsm.cli import segment as _segment
 
-    app.command("segment")(_segment.segment)
-    app.command("diagnose")(_segment.diagnose)
+    app.command(
+        "segment", short_help="Lesion masks from box prompts, a text prompt, or CT nodule positions."
+    )(_segment.segment)
+    app.command(
+        "diagnose", short_help="Segment, then diagnose each lesion: class probabilities in diagnoses.csv."
+    )(_segment.diagnose)
 
     from radvlsm.cli import radiomics as _radiomics
 
-    app.command("radiomics")(_radiomics.radiomics)
+    app.command(
+        "radiomics", short_help="pyradiomics features of each lesion mask, one CSV row per case (resumable)."
+    )(_radiomics.radiomics)
 
     from radvlsm.cli import report as _report
 
-    app.command("report")(_report.report)
+    app.command(
+        "report", short_help="Findings and reports (JSON, Markdown, HTML) of images or of an output folder."
+    )(_report.report)
 
 
 _register()

@@ -169,9 +169,9 @@ def diagnoser(
     threads: int = typer.Option(2, min=1, help="CPU threads (segmenter and xgboost)."),
     export: Path = typer.Option(None, "--export", help="Copy the final head (head.json, booster.json, card) here."),
 ) -> None:
-    """Train the diagnosis head of one task (PH2 dermoscopy or breast ultrasound): lesion features,
-    cross-validation on the task's 5 folds (ablations radiomics / visual / colour / fused), then the final head on
-    all cases with its model card."""
+    """Train the diagnosis head of one task (PH2 dermoscopy, breast ultrasound or LIDC CT nodules): lesion
+    features, cross-validation on the task's 5 folds (ablations radiomics / visual / colour / fused), then the final
+    head on all cases with its model card."""
     import torch
 
     from radvlsm.errors import RadvlsmError
