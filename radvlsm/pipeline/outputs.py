@@ -122,10 +122,12 @@ class CaseRecord:
     diagnosis: Diagnosis | None = None
     #: ``ok`` (diagnosed), ``out_of_domain`` (not the head's kind of image: no label), ``None`` (not asked)
     diagnosis_status: str | None = None
-    #: a volume study: its ``(Z, Y, X)`` shape, its nodules, and its DICOM SEG (relative path) if written
+    #: a volume study: its ``(Z, Y, X)`` shape, its nodules, and its DICOM SEG (relative path) if written, or why
+    #: none was written for a DICOM series (its header breaks the standard …; the mask and record stand)
     volume_shape: tuple[int, int, int] | None = None
     lesions: tuple[LesionRecord, ...] = ()
     dicom_seg: str | None = None
+    dicom_seg_error: str | None = None
     schema: int = RECORD_SCHEMA
 
     def to_json(self) -> str:

@@ -26,7 +26,7 @@ from typing import Protocol
 
 import numpy as np
 
-from radvlsm.errors import RadvlsmError
+from radvlsm.errors import InputError, RadvlsmError
 from radvlsm.fusion.diagnosis import Diagnosis
 from radvlsm.io import ImageRecord, write_nifti_mask, write_png_image
 from radvlsm.io.dicom import read_dicom_series
@@ -244,9 +244,13 @@ class VolumeStudyWork:
         assert vol.geometry is not None  # checked by load_volume
         labels = label_map(segs, vol.pixels.shape)
         write_nifti_mask(out.volume_mask_path(cid), labels, vol.geometry, labels=True)
-        seg_file = None
+        seg_file = seg_error = None
         if vol.instance_uids and labels.any():
-            seg_file = relative(write_dicom_seg(vol, labels, out.seg_path(cid), label=SEG_LABEL), out.root)
+            try:
+                seg_file = relative(write_dicom_seg(vol, labels, out.seg_path(cid), label=SEG_LABEL), out.root)
+            except InputError as exc:  # the header, not the segmentation: the mask and the record stand
+                seg_error = exc.reason
+                log.warning("%s: %s", item.path, seg_error)
         write_png_image(out.overlay_path(cid), overlay_tiles(vol, segs), compress_level=1)
         found = [x for x in lesions if x.status == "ok"]
         z, y, x = (int(v) for v in vol.pixels.shape)
@@ -257,7 +261,7 @@ class VolumeStudyWork:
             mask=relative(out.volume_mask_path(cid), out.root), overlay=relative(out.overlay_path(cid), out.root),
             model=self.model_name, prompt=f"points: {self.points.source.name}" if self.points else None,
             diagnosis_status="ok" if self.diagnosis is not None else None,
-            volume_shape=(z, y, x), lesions=tuple(lesions), dicom_seg=seg_file,
+            volume_shape=(z, y, x), lesions=tuple(lesions), dicom_seg=seg_file, dicom_seg_error=seg_error,
         )
         out.write_record(rec)
         return cid

@@ -12,7 +12,7 @@ import pytest
 
 from radvlsm.errors import InputError
 from radvlsm.io import read_image, read_mask
-from radvlsm.io.dicom_seg import source_datasets, write_dicom_seg
+from radvlsm.io.dicom_seg import redact, source_datasets, write_dicom_seg
 
 
 def test_series_mask_round_trips_through_a_seg(ibsi_phantom_root: Path, tmp_path: Path,
@@ -61,3 +61,38 @@ def test_a_label_map_gives_one_segment_per_lesion_in_its_numbers(ibsi_phantom_ro
         assert np.array_equal(back.astype(bool), labels == k), k
     with pytest.raises(InputError, match=r"1\.\.255"):
         write_dicom_seg(record, labels.astype(np.int16) * 100, tmp_path / "x.dcm")
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value", "named"),
+    [
+        ("PatientName", ["Secret^Ann", "Secret^A"], "PatientName holds 2 values where the standard allows one"),
+        ("PatientBirthDate", "1901-02-03", "PatientBirthDate is not a DICOM date (YYYYMMDD)"),
+        ("StudyDate", "yesterday", "StudyDate is not a DICOM date (YYYYMMDD)"),
+    ],
+)
+def test_a_header_that_breaks_the_standard_is_named_not_quoted(
+    ibsi_phantom_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, attribute: str, value: object,
+    named: str,
+) -> None:
+    record = read_image(ibsi_phantom_root / "dicom" / "image")
+    mask = read_mask(ibsi_phantom_root / "nifti" / "mask.nii.gz", like=record)
+    sources = source_datasets(record)
+    for ds in sources:
+        setattr(ds, attribute, value)
+    caplog.clear()  # pydicom's own warning about the value just set
+    with caplog.at_level(logging.DEBUG), pytest.raises(InputError) as info:
+        write_dicom_seg(record, mask, tmp_path / "seg.dcm", sources=sources)
+    assert info.value.reason == f"no DICOM SEG written: the source's {named}"
+    assert "Secret" not in caplog.text and "1901" not in caplog.text
+    assert not list(tmp_path.iterdir())
+
+
+def test_redact_hides_every_identifying_value(ibsi_phantom_root: Path) -> None:
+    record = read_image(ibsi_phantom_root / "dicom" / "image")
+    ds = source_datasets(record)[0]
+    ds.PatientName, ds.PatientID, ds.OtherPatientIDs = "Doe^Jane^Q", "PID-4711", ["X-991", "X-992"]
+    text = "Invalid value 'Doe^Jane^Q' (family Doe, given Jane) for PID-4711 / X-992"
+    assert redact(text, ds) == "Invalid value '<redacted>' (family <redacted>, given <redacted>) for <redacted> / " \
+                               "<redacted>"
+    assert redact("nothing personal", ds) == "nothing personal"

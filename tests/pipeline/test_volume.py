@@ -114,8 +114,15 @@ def ct_work_out(ibsi_phantom_root: Path, lidc_root: Path, tmp_path_factory: pyte
     gap = _copy_series(ibsi_phantom_root / "dicom" / "image", inp / "gap", uid=pydicom.uid.generate_uid(),
                        number=9, keep=slice(10, 30))
     sorted(gap.iterdir())[7].unlink()  # a missing slice in the middle
+    odd = _copy_series(ibsi_phantom_root / "dicom" / "image", inp / "odd_header", uid=pydicom.uid.generate_uid(),
+                       number=11, keep=slice(10, 30))
+    for f in odd.iterdir():  # a birth date that is no DICOM date: the SEG cannot carry it
+        ds = pydicom.dcmread(f)
+        ds.PatientName, ds.PatientID, ds.PatientBirthDate = "Roe^Richard", "PID-0815", "1901-02-03"
+        ds.save_as(f)
     rows = _lidc_rows(lidc_root)[:3]
-    lines = ["study,x,y,z,diameter_mm", f"phantom,{PHANTOM_CENTRE}", f"gap,{PHANTOM_CENTRE}"]
+    lines = ["study,x,y,z,diameter_mm", f"phantom,{PHANTOM_CENTRE}", f"gap,{PHANTOM_CENTRE}",
+             f"odd_header,{PHANTOM_CENTRE}"]
     for r in rows:
         shutil.copy(lidc_root / r["image"], inp / f"{r['case_id']}.nii.gz")
         lines.append(f"{r['case_id']},{r['coordX']},{r['coordY']},{r['coordZ']},{r['diameter_mm']}")
@@ -158,7 +165,7 @@ def test_ct_batch_writes_label_maps_in_the_input_geometry(ct_work_out: Path, lid
     results = {r["image"]: r for r in _csv(out / "results.csv")}
     rows = _lidc_rows(lidc_root)[:3]
     nodules = [r["case_id"] for r in rows]
-    assert set(results) == {"phantom", *nodules}
+    assert set(results) == {"phantom", "odd_header", *nodules}
     for cid in nodules:
         src = read_image(ct_work_out / "in" / f"{cid}.nii.gz", modality=Modality.CT)
         got = read_mask(out / results[cid]["mask"], like=src)  # checks shape and geometry against the input
@@ -170,7 +177,7 @@ def test_ct_batch_writes_label_maps_in_the_input_geometry(ct_work_out: Path, lid
     assert dice(got, gt) > 0.7  # a 10 cm tumour: far larger than the nodules the model trained on
     lesions = _csv(out / "lesions.csv")
     assert [(r["study"], r["lesion"], r["status"]) for r in lesions] == sorted(
-        [(c, "1", "ok") for c in ("phantom", *nodules)])
+        [(c, "1", "ok") for c in ("phantom", "odd_header", *nodules)])
     lesion = next(r for r in lesions if r["study"] == rows[0]["case_id"])
     assert abs(float(lesion["centroid_x_mm"]) - float(rows[0]["coordX"])) < 3
     assert int(lesion["voxels"]) == int(results[rows[0]["case_id"]]["area_px"])
@@ -186,6 +193,16 @@ def test_ct_batch_writes_a_dicom_seg_of_the_series(ct_work_out: Path) -> None:
     assert not (ct_work_out / "out" / "seg").joinpath("no_point.dcm").exists()
 
 
+def test_a_header_the_seg_cannot_carry_costs_the_seg_only(ct_work_out: Path) -> None:
+    out = OutputFolder(ct_work_out / "out")
+    record = next(r for r in out.read_records() if r.case_id == "odd_header")
+    assert record.status == "ok" and record.dicom_seg is None
+    assert record.dicom_seg_error == (
+        "no DICOM SEG written: the source's PatientBirthDate is not a DICOM date (YYYYMMDD)")
+    assert (out.root / "masks" / "odd_header.nii.gz").is_file()
+    assert not (out.root / "seg" / "odd_header.dcm").exists()
+
+
 def test_ct_batch_names_bad_studies_and_goes_on(ct_work_out: Path) -> None:
     errors = {Path(r["input"]).name: r["reason"] for r in _csv(ct_work_out / "out" / "errors.csv")}
     assert set(errors) == {"gap", "no_point.nii.gz", "sheared.nii.gz"}
@@ -198,9 +215,10 @@ def test_ct_batch_names_bad_studies_and_goes_on(ct_work_out: Path) -> None:
 
 
 def test_no_patient_identifier_in_the_tables(ct_work_out: Path) -> None:
-    for name in ("results.csv", "lesions.csv", "errors.csv", "records/phantom.json"):
+    for name in ("results.csv", "lesions.csv", "errors.csv", "records/phantom.json", "records/odd_header.json"):
         text = (ct_work_out / "out" / name).read_text(encoding="utf-8")
-        assert "Doe" not in text and "PID-4711" not in text, name
+        for value in ("Doe", "PID-4711", "Roe", "PID-0815", "1901"):
+            assert value not in text, (name, value)
 
 
 def test_study_points_serve_named_studies_then_unnamed_rows(tmp_path: Path) -> None:
