@@ -136,12 +136,14 @@ class CasePair:
         image: the image file or DICOM series folder.
         mask: the mask file (an RTSTRUCT for a DICOM series).
         roi: the RTSTRUCT's ROI; ``None`` for other masks, or for an RTSTRUCT with one ROI.
+        series_uid: the series of ``image`` when it is a folder holding several DICOM series (one case each).
     """
 
     case_id: str
     image: Path
     mask: Path
     roi: str | None = None
+    series_uid: str | None = None
 
 # --------------------------------------------------------------------------------------------------------
 # pyradiomics logging
@@ -487,7 +489,7 @@ class RadiomicsExtractor:
         """
         side = "image"  # what is being read or computed, to prefix the reason
         try:
-            record = read_image(pair.image)
+            record = read_image(pair.image, series_uid=pair.series_uid)
             side = "mask"
             mask = read_mask(pair.mask, like=record, roi=pair.roi)
             side = ""

@@ -175,7 +175,7 @@ def pair_cases(
         elif any(ch in str(p) for p in (it.path, mask) for ch in "\r\n"):
             errors.append(CaseError(it.case_id, str(it.path), str(mask), "file name holds a line break"))
         else:
-            pairs.append(CasePair(it.case_id, it.path, mask))
+            pairs.append(CasePair(it.case_id, it.path, mask, series_uid=it.series_uid))
     for m in mask_items:
         if m.case_id not in image_ids:
             errors.append(CaseError(m.case_id, "", str(m.path), f"no image named {m.case_id}.* among the images"))

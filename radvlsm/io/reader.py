@@ -120,7 +120,7 @@ def _read_head(path: Path) -> bytes:
         raise ImageReadError(path, f"cannot read file: {exc.strerror or exc}") from exc
 
 
-def read_image(path: str | Path, *, modality: Modality | None = None) -> ImageRecord:
+def read_image(path: str | Path, *, modality: Modality | None = None, series_uid: str | None = None) -> ImageRecord:
     """Read any supported image, volume or DICOM series into an :class:`ImageRecord`.
 
     Supported: PNG, JPEG, BMP, TIFF; single DICOM files (incl. multi-frame); a folder holding one DICOM
@@ -131,6 +131,8 @@ def read_image(path: str | Path, *, modality: Modality | None = None) -> ImageRe
         modality: the modality of inputs that do not record one (raster images, NIfTI, DICOM with modality
             ``OT``). ``Modality.CT`` makes a NIfTI volume come back as ``float32`` HU. Ignored when a DICOM
             file names its modality.
+        series_uid: for a folder, the one series of it to read (a folder holding several series is one study per
+            series: :func:`radvlsm.pipeline.inputs.discover_inputs`); ignored for a file.
 
     Raises:
         ImageReadError: naming ``path`` and the reason, for every input that cannot be read (nonexistent,
@@ -139,7 +141,7 @@ def read_image(path: str | Path, *, modality: Modality | None = None) -> ImageRe
     path = Path(path)
     st = _check_path(path)
     if stat.S_ISDIR(st.st_mode):
-        return read_dicom_series(path, modality_hint=modality)
+        return read_dicom_series(path, modality_hint=modality, series_uid=series_uid)
 
     kind = sniff_format(_read_head(path))
     suffix = path.suffix.lower()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -122,6 +123,18 @@ class ImageRecord:
     def is_multiframe(self) -> bool:
         """True for a 2-D frame stack (cine, multi-page TIFF): ``pixels`` is ``(F, H, W[, 3])``."""
         return self.geometry is None and self.frames > 1
+
+    def frame(self, index: int) -> ImageRecord:
+        """Frame ``index`` (from 0) of a frame stack, as a 2-D image of its own (same file, modality, spacing).
+
+        Raises:
+            ValueError: the record is not a frame stack, or has no such frame.
+        """
+        if not self.is_multiframe:
+            raise ValueError(f"{self.path}: not a frame stack")
+        if not 0 <= index < self.frames:
+            raise ValueError(f"{self.path}: has frames 0..{self.frames - 1}, not {index}")
+        return dataclasses.replace(self, pixels=self.pixels[index], frames=1)
 
     @property
     def is_rgb(self) -> bool:

@@ -9,6 +9,7 @@ DICOM objects that are not images (RTSTRUCT, SEG, SR …) are skipped.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,18 @@ class InputItem:
     case_id: str
     path: Path
     series_uid: str | None = None
+
+
+def frame_case_id(case_id: str, frame: int) -> str:
+    """The case id of frame ``frame`` (from 0) of a multi-frame input (an ultrasound cine): ``<case>_f0003``."""
+    return f"{case_id}_f{frame:04d}"
+
+
+def frame_of_case(case_id: str, input_case: str) -> int | None:
+    """The frame :func:`frame_case_id` numbered in ``case_id`` when it is a frame of the input ``input_case``;
+    ``None`` when it is not (the case is the whole input)."""
+    m = re.fullmatch(re.escape(input_case) + r"_f(\d{4,})", case_id)
+    return int(m.group(1)) if m else None
 
 
 @dataclass(frozen=True)

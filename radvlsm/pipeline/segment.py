@@ -21,7 +21,7 @@ from radvlsm.errors import RadvlsmError
 from radvlsm.fusion.diagnosis import Diagnosis
 from radvlsm.fusion.predictor import Diagnoser
 from radvlsm.io import read_image, to_display_rgb, write_png_image, write_png_mask
-from radvlsm.pipeline.inputs import InputItem, InputProblem
+from radvlsm.pipeline.inputs import InputItem, InputProblem, frame_case_id
 from radvlsm.pipeline.outputs import (
     CandidateRecord,
     CaseRecord,
@@ -148,11 +148,6 @@ class SegmentSummary:
     @property
     def images_per_s(self) -> float:
         return self.written / self.seconds if self.seconds > 0 else float("nan")
-
-
-def frame_case_id(case_id: str, frame: int) -> str:
-    """The case id of frame ``frame`` (from 0) of a multi-frame input (an ultrasound cine): ``<case>_f0003``."""
-    return f"{case_id}_f{frame:04d}"
 
 
 def load_input(item: InputItem) -> list[LoadedImage] | InputProblem:

@@ -36,7 +36,7 @@ import numpy as np
 from radvlsm.errors import InputError, RadvlsmError
 from radvlsm.io import atomic_write, read_image, read_mask
 from radvlsm.io.record import case_stem
-from radvlsm.pipeline.inputs import INPUT_SUFFIXES, InputProblem, discover_inputs
+from radvlsm.pipeline.inputs import INPUT_SUFFIXES, InputProblem, discover_inputs, frame_of_case
 from radvlsm.pipeline.outputs import CaseRecord
 from radvlsm.reporting.diagnosis import DIAGNOSES_FILE, read_diagnoses
 from radvlsm.reporting.findings import TO_DICOM, FindingsConfig, compute_findings
@@ -59,6 +59,10 @@ class ReportJob:
     segmentation: SegmentationInfo | None = None
     #: the modality the segment run knew (``ct`` for its volume studies), used when the report's is ``auto``
     modality: str | None = None
+    #: the series of ``image`` (a folder holding several DICOM series: one study each)
+    series_uid: str | None = None
+    #: the frame of ``image`` (a multi-frame input, an ultrasound cine: one case per frame)
+    frame: int | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,13 @@ def _image_of(record: CaseRecord, folder: Path) -> Path | None:
     return None
 
 
+def _series_of(case_id: str, folder: Path) -> str | None:
+    """The SeriesInstanceUID of study ``case_id`` in a DICOM folder, as ``segment`` found it (``<folder>_s<number>``
+    for one of several series), or ``None``."""
+    items, _ = discover_inputs([folder])
+    return next((it.series_uid for it in items if it.case_id == case_id), None)
+
+
 def _segment_jobs(folder: Path) -> tuple[list[ReportJob], list[InputProblem]]:
     jobs: list[ReportJob] = []
     problems: list[InputProblem] = []
@@ -114,7 +125,9 @@ def _segment_jobs(folder: Path) -> tuple[list[ReportJob], list[InputProblem]]:
             continue
         seg = SegmentationInfo(source=str(rp), status=rec.status, reliability=round(float(rec.reliability), 4),
                                model=rec.model or None, prompt=rec.prompt)
-        jobs.append(ReportJob(rec.case_id, image, mask, seg, "ct" if rec.is_volume else None))
+        series = _series_of(rec.case_id, image) if image.is_dir() else None
+        frame = None if image.is_dir() else frame_of_case(rec.case_id, case_stem(image))
+        jobs.append(ReportJob(rec.case_id, image, mask, seg, "ct" if rec.is_volume else None, series, frame))
     if not jobs and not problems:
         problems.append(InputProblem(folder, "segment folder holds no records"))
     return jobs, problems
@@ -169,7 +182,7 @@ def collect_jobs(inputs: Sequence[Path], masks: Path | None = None) -> Collected
                 if mp is None:
                     problems.append(InputProblem(it.path, f"no mask named {it.case_id}.* in {masks}"))
                     continue
-                jobs.append(ReportJob(it.case_id, it.path, mp, None))
+                jobs.append(ReportJob(it.case_id, it.path, mp, None, series_uid=it.series_uid))
     seen: dict[str, ReportJob] = {}
     unique: list[ReportJob] = []
     for j in jobs:
@@ -246,7 +259,12 @@ def report_case(
 ) -> ReportRecord:
     """Measure and write one case; raises on a bad input (the batch catches it)."""
     modality = job.modality if settings.modality.lower() == "auto" and job.modality else settings.modality
-    rec = read_image(job.image, modality=TO_DICOM.get(modality.lower()))
+    rec = read_image(job.image, modality=TO_DICOM.get(modality.lower()), series_uid=job.series_uid)
+    if job.frame is not None and rec.is_multiframe:
+        try:
+            rec = rec.frame(job.frame)
+        except ValueError as exc:
+            raise InputError(job.image, f"case {job.case_id}: {str(exc).removeprefix(f'{job.image}: ')}") from exc
     mask = read_mask(job.mask, like=rec)
     findings = compute_findings(
         rec, mask, case_id=job.case_id, modality=modality, mask_source=str(job.mask),

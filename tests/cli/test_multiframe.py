@@ -4,6 +4,7 @@ ultrasound models its Modality tag asks for."""
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,3 +41,10 @@ def test_cine_frames_become_cases(tmp_path: Path, us_cine: Callable[..., Path]) 
     # a rerun knows the cine is done
     res = CliRunner().invoke(app, ["segment", str(inputs), "-o", str(out), "--boxes", str(boxes), "--threads", "2"])
     assert res.exit_code == 0 and "1 already done" in " ".join(res.output.split())
+    # the report of the segment folder measures each frame on its own mask
+    res = CliRunner().invoke(app, ["report", str(out), "-o", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    for cid in rows:
+        report = json.loads((tmp_path / "rep" / "reports" / f"{cid}.json").read_text(encoding="utf-8"))
+        mask = cv2.imread(str(out / "masks" / f"{cid}.png"), cv2.IMREAD_GRAYSCALE)
+        assert report["findings"]["lesion"]["area"] == (mask > 0).sum(), cid

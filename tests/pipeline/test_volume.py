@@ -14,7 +14,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from radvlsm.io import Modality, read_image, read_mask
+from radvlsm.fusion.radiomics_folder import extract_folder
+from radvlsm.io import Modality, read_image, read_mask, write_nifti_mask
 from radvlsm.io.dicom import read_dicom_series
 from radvlsm.metrics.segmentation import dice
 from radvlsm.pipeline.inputs import discover_inputs
@@ -76,6 +77,21 @@ def test_a_folder_holding_two_series_gives_two_studies(ibsi_phantom_root: Path, 
     assert set(by_id) == {"mixed_s1", "mixed_s7"}
     depths = sorted(read_dicom_series(folder, series_uid=it.series_uid).pixels.shape[0] for it in items)
     assert depths == [5, 10]
+    # what reads one case again (report, radiomics) reads the one series of it
+    assert read_image(folder, series_uid=by_id["mixed_s7"].series_uid).pixels.shape[0] == 5
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for it in items:
+        rec = read_image(folder, series_uid=it.series_uid)
+        m = np.zeros(rec.pixels.shape, np.uint8)
+        m[1:4, 90:110, 90:110] = 1
+        assert rec.geometry is not None
+        write_nifti_mask(masks / f"{it.case_id}.nii.gz", m, rec.geometry)
+    params = tmp_path / "light.yaml"
+    params.write_text("featureClass:\n  shape:\nsetting:\n  label: 1\n")
+    summary = extract_folder(folder, masks, tmp_path / "f.csv", params=params, workers=1)
+    assert summary.rows == 2
+    assert [e.case_id for e in summary.failed] == ["s8_DCM_IMG_00030"]  # the scout: no mask given
 
 
 def test_label_map_gives_each_nodule_its_value_and_the_first_keeps_overlaps() -> None:

@@ -33,3 +33,35 @@ def test_a_ct_study_from_segment_is_reported_as_ct(lidc_root: Path, tmp_path: Pa
     text = record.template_text
     assert "HU" in text and "Fleischner" in text
     assert (tmp_path / "rep" / "reports" / "nodule.html").is_file()
+
+
+def test_each_series_of_a_folder_is_reported_from_its_own_slices(ibsi_phantom_root: Path, tmp_path: Path) -> None:
+    """A folder holding two series is two studies for segment (``<folder>_s<number>``), and so for the report."""
+    import pydicom
+
+    from radvlsm.stage2_segment.build import load_segmenter
+    from radvlsm.stage2_segment.predictor import SegmenterPredictor
+    from radvlsm.stage2_segment.volume import VolumeSegmenter
+
+    folder = tmp_path / "in" / "two"
+    folder.mkdir(parents=True)
+    uids = {3: pydicom.uid.generate_uid(), 7: pydicom.uid.generate_uid()}
+    for number, keep in ((3, slice(10, 30)), (7, slice(12, 26))):
+        for f in sorted((ibsi_phantom_root / "dicom" / "image").iterdir())[keep]:
+            ds = pydicom.dcmread(f)
+            ds.SeriesInstanceUID, ds.SeriesNumber = uids[number], number
+            ds.SOPInstanceUID = pydicom.uid.generate_uid()
+            ds.save_as(folder / f"s{number}_{f.name}")
+    points = tmp_path / "points.csv"
+    points.write_text("x,y,z,diameter_mm\n-74.48,16.33,-18.74,90\n", encoding="utf-8")
+    items, _ = discover_inputs([tmp_path / "in"])
+    work = VolumeStudyWork(tmp_path / "seg", VolumeSegmenter(SegmenterPredictor(load_segmenter("ct"))),
+                           StudyPoints.read(points), model_name="ct")
+    assert sorted(work.process(items).written) == ["two_s3", "two_s7"]
+    collected = collect_jobs([tmp_path / "seg"])
+    assert collected.problems == ()
+    jobs = {j.case_id: j for j in collected.jobs}
+    assert {c: j.series_uid for c, j in jobs.items()} == {"two_s3": uids[3], "two_s7": uids[7]}
+    for cid, slices in (("two_s3", 20), ("two_s7", 14)):
+        record = report_case(jobs[cid], ReportFolder(tmp_path / "rep"), ReportSettings(), None, None)
+        assert record.findings.image_size == (slices, 201, 204), cid
