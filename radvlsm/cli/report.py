@@ -10,6 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from radvlsm.cli.logsetup import console
+from radvlsm.cli.outdir import ensure_output_folder
 from radvlsm.errors import RadvlsmError
 
 log = logging.getLogger(__name__)
@@ -115,11 +116,7 @@ def report(
     errors_name = "report_errors.csv" if any(f.resolve() == out_res for f in collected.segment_folders) \
         else "errors.csv"
     settings = ReportSettings(modality=mod, pixel_spacing_mm=pixel_spacing, overwrite=overwrite)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        log.error("cannot create %s: %s", out, exc.strerror or exc)
-        raise typer.Exit(2) from exc
+    ensure_output_folder(out)
     progress = Progress(TextColumn("report"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
     with progress:
         task = progress.add_task("report", total=len(collected.jobs))

@@ -14,6 +14,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from radvlsm.cli.logsetup import console
+from radvlsm.cli.outdir import ensure_output_folder
 from radvlsm.errors import ConfigError, RadvlsmError
 
 if TYPE_CHECKING:
@@ -247,6 +248,7 @@ def run_batch(
     except RadvlsmError as exc:
         log.error("%s", exc)
         raise typer.Exit(2) from exc
+    ensure_output_folder(out)
     items, problems = discover_inputs(inputs)
     known = {it.case_id for it in items}
     if box_file is not None:

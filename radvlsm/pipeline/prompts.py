@@ -8,6 +8,7 @@ extension; coordinates are XYXY in pixels of the original image (``x1``/``y1`` t
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,12 +47,21 @@ def read_boxes_csv(path: str | Path) -> BoxPrompts:
 
     Raises:
         InputError: naming the file and line, for a missing column, a non-numeric or non-finite value, a
-            score outside [0, 1], ``x1 <= x0`` or ``y1 <= y0`` (zero or negative area).
+            score outside [0, 1], ``x1 <= x0`` or ``y1 <= y0`` (zero or negative area); a file that is not UTF-8
+            text.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "boxes file not found")
-    with path.open(newline="", encoding="utf-8-sig") as fh:
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise InputError(path, f"cannot read the boxes file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            path, f"boxes file is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as CSV in UTF-8"
+        ) from exc
+    with io.StringIO(text, newline="") as fh:
         reader = csv.DictReader(fh)
         header = [h.strip() for h in (reader.fieldnames or [])]
         missing = [c for c in REQUIRED if c not in header]

@@ -126,6 +126,15 @@ def test_option_errors(tmp_path: Path) -> None:
     code, output = _run(str(SAMPLES / "images"), "-o", str(tmp_path / "o"), "--boxes", str(SAMPLES / "boxes.csv"),
                         "--tta")
     assert code == 2 and "--tta" in output
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("image,x0,y0,x1,y1\nlésion,1,2,30,40\n".encode("latin-1"))
+    code, output = _run(str(SAMPLES / "images"), "-o", str(tmp_path / "o"), "--boxes", str(latin1))
+    assert code == 2 and "latin1.csv" in output and "not UTF-8 text" in output
+    assert not (tmp_path / "o").exists()  # nothing written before the options are known to be good
+    (tmp_path / "a_file").write_text("x")
+    for out, reason in ((tmp_path / "a_file", "is a file"), (tmp_path / "a_file" / "o", "cannot create")):
+        code, output = _run(str(SAMPLES / "images"), "-o", str(out), "--boxes", str(SAMPLES / "boxes.csv"))
+        assert code == 2 and reason in output and "a_file" in output, output
 
 
 def test_prompt_finds_the_lesion_and_rejects_other_domains(tmp_path: Path, default_localizer: None) -> None:
