@@ -9,7 +9,7 @@ and written with :func:`write_png_mask` / :func:`write_nifti_mask`; every write 
 
 from __future__ import annotations
 
-from radvlsm.io.reader import read_image, read_mask, sniff_format
+from radvlsm.io.reader import geometry_difference, read_image, read_mask, sniff_format
 from radvlsm.io.record import ImageRecord, Modality, VolumeGeometry, case_stem
 from radvlsm.io.rtstruct import RoiMask, StructureSet, is_rtstruct, rasterise_roi, read_structure_set
 from radvlsm.io.window import PRESETS, Window, apply_window, get_window, robust_rescale, to_display_rgb
@@ -27,6 +27,7 @@ __all__ = [
     "atomic_path",
     "atomic_write",
     "case_stem",
+    "geometry_difference",
     "get_window",
     "is_rtstruct",
     "rasterise_roi",

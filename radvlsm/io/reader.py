@@ -185,7 +185,7 @@ _GEOMETRY_ATOL_MM = 1e-3
 _DIRECTION_ATOL = 1e-4
 
 
-def _geometry_difference(a: VolumeGeometry, b: VolumeGeometry) -> str | None:
+def geometry_difference(a: VolumeGeometry, b: VolumeGeometry) -> str | None:
     """A description of how two geometries differ beyond float32 rounding, or None when they match."""
     if not np.allclose(a.spacing, b.spacing, rtol=1e-5, atol=_GEOMETRY_ATOL_MM):
         return f"spacing {a.spacing} vs {b.spacing}"
@@ -258,7 +258,7 @@ def read_mask(path: str | Path, like: ImageRecord | None = None, *, roi: str | N
                 path,
                 f"mask is {_size(mask.shape)} voxels but its image is {_size(like.pixels.shape[:3])} (x by y by z)",
             )
-        diff = _geometry_difference(rec.geometry, like.geometry) if rec.geometry and like.geometry else None
+        diff = geometry_difference(rec.geometry, like.geometry) if rec.geometry and like.geometry else None
         if diff is not None:
             raise ImageReadError(path, f"mask geometry differs from its image: {diff}")
         return mask

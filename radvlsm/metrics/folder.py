@@ -27,7 +27,7 @@ from typing import Literal
 import numpy as np
 
 from radvlsm.errors import InputError, RadvlsmError
-from radvlsm.io import case_stem, read_image, read_mask
+from radvlsm.io import case_stem, geometry_difference, read_image, read_mask
 from radvlsm.metrics.segmentation import score_masks
 
 __all__ = [
@@ -246,7 +246,9 @@ def evaluate_case(
     """Read and score one pair of masks; every failure becomes a row with status ``error`` and its reason.
 
     Spacing: the given ``spacing`` (mm per array axis) if any, else the GT file's header spacing for volume
-    formats (NIfTI), else none (pixels).
+    formats (NIfTI), else none (pixels). Without ``spacing``, two volume masks must also lie on the same grid
+    (origin, spacing and direction, :func:`radvlsm.io.geometry_difference`): the same array shape shifted or
+    flipped in the scanner is an error, not a perfect score.
     """
     files = {"pred_file": pred_path.name, "gt_file": gt_path.name}
     side = "gt"
@@ -262,6 +264,16 @@ def evaluate_case(
                 f"{_describe_shape(gt.shape)}",
                 **files,
             )
+        if spacing is None and _suffix(gt_path) not in _RASTER_SUFFIXES:
+            gt_geo, pred_geo = read_image(gt_path).geometry, read_image(pred_path).geometry
+            diff = geometry_difference(pred_geo, gt_geo) if gt_geo and pred_geo else None
+            if gt_geo is not None and pred_geo is None:
+                diff = "pred mask has no volume geometry"
+            if diff is not None:
+                return CaseResult(
+                    case_id, "error", reason=f"geometry mismatch: pred and gt masks lie on different grids ({diff})",
+                    **files,
+                )
         sp = tuple(spacing) if spacing is not None else _header_spacing(gt_path, gt.ndim)
         side = "metrics"
         s = score_masks(pred, gt, sp)

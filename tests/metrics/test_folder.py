@@ -115,27 +115,48 @@ def test_missing_folder(tmp_path: Path) -> None:
         evaluate_folders(tmp_path / "nope", tmp_path)
 
 
-def test_nifti_cases_are_listed(tmp_path: Path) -> None:
-    """.nii.gz files pair by case id: scored once io reads NIfTI, until then an error row with its reason."""
+def _write_volume(path: Path, arr: np.ndarray, spacing_xyz: tuple[float, float, float],
+                  origin: tuple[float, float, float] = (0.0, 0.0, 0.0),
+                  direction: tuple[float, ...] = (1, 0, 0, 0, 1, 0, 0, 0, 1)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing(spacing_xyz)
+    img.SetOrigin(origin)
+    img.SetDirection(tuple(float(v) for v in direction))
+    sitk.WriteImage(img, str(path))
+
+
+def test_nifti_cases_are_scored_in_mm(tmp_path: Path) -> None:
+    """.nii.gz files pair by case id and are scored with the header's spacing, in array (z, y, x) order."""
     vol = np.zeros((6, 20, 22), np.uint8)
     vol[2:5, 5:15, 6:16] = 1
     shifted = np.roll(vol, 1, axis=0)
     spacing_xyz = (0.8, 0.7, 3.0)
-    for folder, arr in (("gt", vol), ("pred", shifted)):
-        (tmp_path / folder).mkdir()
-        img = sitk.GetImageFromArray(arr)
-        img.SetSpacing(spacing_xyz)
-        sitk.WriteImage(img, str(tmp_path / folder / "case1.nii.gz"))
+    _write_volume(tmp_path / "gt" / "case1.nii.gz", vol, spacing_xyz)
+    _write_volume(tmp_path / "pred" / "case1.nii.gz", shifted, spacing_xyz)
     ev = evaluate_folders(tmp_path / "pred", tmp_path / "gt")
-    assert [c.case_id for c in ev.cases] == ["case1"]
-    row = ev.cases[0]
-    assert row.status in ("ok", "error")
-    if row.status == "error":
-        assert row.reason
-        return
+    [row] = ev.cases
+    assert (row.case_id, row.status, row.unit) == ("case1", "ok", "mm")
     assert row.dice == pytest.approx(score_masks(shifted, vol).dice)
-    if row.unit == "mm":  # spacing taken from the header, in array (z, y, x) order
-        assert row.hd95 == pytest.approx(score_masks(shifted, vol, spacing=(3.0, 0.7, 0.8)).hd95)
+    assert row.hd95 == pytest.approx(score_masks(shifted, vol, spacing=(3.0, 0.7, 0.8)).hd95)
+
+
+def test_volumes_on_different_grids_are_errors_not_perfect_scores(tmp_path: Path) -> None:
+    vol = np.zeros((6, 20, 22), np.uint8)
+    vol[2:5, 5:15, 6:16] = 1
+    _write_volume(tmp_path / "gt" / "moved.nii.gz", vol, (0.8, 0.7, 3.0))
+    _write_volume(tmp_path / "pred" / "moved.nii.gz", vol, (0.8, 0.7, 3.0), origin=(50.0, 0.0, 0.0))
+    _write_volume(tmp_path / "gt" / "flipped.nii.gz", vol, (0.8, 0.7, 3.0))
+    _write_volume(tmp_path / "pred" / "flipped.nii.gz", vol, (0.8, 0.7, 3.0), direction=(1, 0, 0, 0, -1, 0, 0, 0, 1))
+    _write_volume(tmp_path / "gt" / "thick.nii.gz", vol, (0.8, 0.7, 3.0))
+    _write_volume(tmp_path / "pred" / "thick.nii.gz", vol, (0.8, 0.7, 5.0))
+    rows = {c.case_id: c for c in evaluate_folders(tmp_path / "pred", tmp_path / "gt").cases}
+    assert {c: r.status for c, r in rows.items()} == {"moved": "error", "flipped": "error", "thick": "error"}
+    assert "geometry mismatch" in rows["moved"].reason and "origin" in rows["moved"].reason
+    assert "direction" in rows["flipped"].reason and "spacing" in rows["thick"].reason
+    # an explicit spacing says the user scores the arrays as they are
+    rows = {c.case_id: c for c in evaluate_folders(tmp_path / "pred", tmp_path / "gt", spacing=(3, 0.7, 0.8)).cases}
+    assert rows["moved"].status == "ok" and rows["moved"].dice == 1.0
 
 
 def test_failed_write_leaves_no_temp_file(folders: tuple[Path, Path], tmp_path: Path) -> None:
