@@ -116,6 +116,14 @@ def load_volume(item: InputItem) -> ImageRecord | InputProblem:
     if rec.modality is not ImageModality.CT:
         return InputProblem(item.path, f"radvlsm's volume models are for CT; this study is "
                                        f"{getattr(rec.modality, 'value', rec.modality)}")
+    finite = np.isfinite(rec.pixels)
+    if not finite.all():
+        n_bad = int(finite.size - np.count_nonzero(finite))
+        if n_bad == finite.size:
+            return InputProblem(item.path, "the volume has no finite voxel (all NaN or infinite): nothing to segment")
+        return InputProblem(item.path, f"{n_bad} of {finite.size} voxels are NaN or infinite: a CT volume in "
+                                       "Hounsfield units has a number in every voxel (fill them, e.g. with -1024 "
+                                       "HU for air outside the field of view)")
     low = float(np.percentile(rec.pixels, 1))
     if low > AIR_HU_CHECK:
         log.warning("%s: 1%% of the voxels are below %.0f, none near air's -1000 HU: is this a CT in Hounsfield "

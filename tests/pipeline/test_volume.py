@@ -263,6 +263,20 @@ def test_a_volume_without_air_is_doubted_as_hu(lidc_root: Path, tmp_path: Path,
     assert "shifted.nii.gz" in caplog.text and "Hounsfield" in caplog.text
 
 
+def test_a_volume_with_nan_voxels_is_named(lidc_root: Path, tmp_path: Path) -> None:
+    from radvlsm.pipeline.inputs import InputItem, InputProblem
+    from radvlsm.pipeline.volume import load_volume
+
+    src = nib.load(lidc_root / _lidc_rows(lidc_root)[0]["image"])
+    data = np.asarray(src.dataobj).astype(np.float32)
+    for name, arr in (("all_nan", np.full_like(data, np.nan)), ("some_nan", np.where(data > 0, np.nan, data))):
+        nib.save(nib.Nifti1Image(arr, src.affine), tmp_path / f"{name}.nii.gz")
+    got = load_volume(InputItem("all_nan", tmp_path / "all_nan.nii.gz"))
+    assert isinstance(got, InputProblem) and "no finite voxel" in got.reason
+    got = load_volume(InputItem("some_nan", tmp_path / "some_nan.nii.gz"))
+    assert isinstance(got, InputProblem) and "voxels are NaN or infinite" in got.reason
+
+
 def test_a_ct_study_that_is_no_volume_is_named(tmp_path: Path, us_cine: Callable[..., Path]) -> None:
     from radvlsm.pipeline.inputs import InputItem, InputProblem
     from radvlsm.pipeline.volume import load_volume
