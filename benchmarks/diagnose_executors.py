@@ -64,7 +64,7 @@ def time_local(items: list[InputItem], boxes: Path, out: Path, batch: int, threa
     t1, cpu1 = time.perf_counter(), _self_cpu_s()
     totals = run_local(work, items, batch_size=batch)
     t2, cpu2 = time.perf_counter(), _self_cpu_s()
-    write_summaries(out, totals.problems, diagnose=True, boxes=False)
+    write_summaries(out, totals.problems, diagnose=True)
     return _result("local", 1, threads, len(totals.written), t2 - t1, t2 - t0, cpu2 - cpu1, len(totals.problems))
 
 
@@ -106,7 +106,7 @@ def time_ray(items: list[InputItem], boxes: Path, out: Path, batch: int, threads
         t2 = time.perf_counter()
     finally:
         ray.shutdown()
-    write_summaries(out, totals.problems, diagnose=True, boxes=False)
+    write_summaries(out, totals.problems, diagnose=True)
     return _result(f"ray, {workers} worker(s)", workers, per_worker, len(totals.written), t2 - ready[0], t2 - t0,
                    sum(cpu_now.values()) - cpu_at_ready[0], len(totals.problems))
 

@@ -312,12 +312,12 @@ def run_batch(
         for message in dict.fromkeys(group_errors):
             log.error("%s", message)
         raise typer.Exit(2)
-    write_summaries(out, failed, diagnose=diagnose, boxes=text is not None)
+    write_summaries(out, failed, diagnose=diagnose)
     seconds = time.perf_counter() - t0
     if diagnose:
         log.info("diagnoses → %s", out / "diagnoses.csv")
     log.info("%d image(s) segmented, %d already done, %d failed in %.1f s (%.1f images/s) → %s", written, skipped,
-             len(failed) - len(problems), seconds, written / seconds if seconds > 0 else float("nan"), out)
+             len(failed), seconds, written / seconds if seconds > 0 else float("nan"), out)
     if failed:
         log.warning("failed inputs (also in %s):", out / "errors.csv")
         for p in failed:

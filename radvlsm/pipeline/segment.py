@@ -73,8 +73,6 @@ class PromptSource(Protocol):
     """
 
     description: str
-    #: whether the source proposes the boxes itself (then ``OUT/boxes.csv`` records them)
-    proposes_boxes: bool
 
     def candidates(
         self, batch: Sequence[LoadedImage], predictor: SegmenterPredictor
@@ -87,7 +85,6 @@ class BoxFilePrompts:
 
     boxes: BoxPrompts
     description: str = "boxes"
-    proposes_boxes: bool = False
 
     def candidates(
         self, batch: Sequence[LoadedImage], predictor: SegmenterPredictor
@@ -124,7 +121,6 @@ class LocalizerPrompts:
     prompt: str
     top_k: int | None = None
     description: str = "prompt"
-    proposes_boxes: bool = True
     #: test-time mirrorings of the model input (names of ``SegmenterPredictor``'s ``FLIPS``) whose relevance
     #: maps are averaged with the image's own; each costs one more encoder pass
     flips: tuple[str, ...] = ()
@@ -391,11 +387,13 @@ def forget_studies(out_dir: Path, items: Sequence[InputItem]) -> None:
         out.forget(it.case_id)
 
 
-def write_summaries(
-    out_dir: Path, problems: Iterable[InputProblem], *, diagnose: bool, boxes: bool
-) -> None:
-    """Assemble ``results.csv`` (and ``diagnoses.csv`` with ``diagnose``, ``boxes.csv`` with ``boxes``) from every
-    record in ``out_dir``, once, at the end of a run, and write ``errors.csv`` from ``problems``."""
+def write_summaries(out_dir: Path, problems: Iterable[InputProblem], *, diagnose: bool) -> None:
+    """Assemble ``results.csv`` (and ``diagnoses.csv`` with ``diagnose``) from every record in ``out_dir``, once,
+    at the end of a run, and write ``errors.csv`` from ``problems``.
+
+    ``boxes.csv`` holds the boxes stage 1 proposed: it is written from the images segmented from a text prompt,
+    and removed when none is (a rerun with ``--boxes --overwrite`` replaced them all).
+    """
     out = OutputFolder(out_dir).create()
     records = out.read_records()
     out.write_results_csv(records)
@@ -403,8 +401,11 @@ def write_summaries(
         out.write_lesions_csv(records)
     if diagnose:
         out.write_diagnoses_csv(records)
-    if boxes:
-        out.write_boxes_csv(records)
+    prompted = [r for r in records if r.prompt is not None and not r.is_volume]
+    if prompted:
+        out.write_boxes_csv(prompted)
+    else:
+        (out.root / "boxes.csv").unlink(missing_ok=True)
     out.write_errors_csv((str(p.path), p.reason) for p in problems)
 
 
@@ -445,6 +446,6 @@ def run_segment(
                      diagnosis=diagnosis)
     totals = run_local(work, todo, batch_size=batch_size, on_progress=on_progress)
     failed = (*problems, *totals.problems)
-    write_summaries(out_dir, failed, diagnose=diagnosis is not None, boxes=prompts.proposes_boxes)
+    write_summaries(out_dir, failed, diagnose=diagnosis is not None)
     return SegmentSummary(len(totals.written), len(done) + len(totals.found_done), failed,
                           time.perf_counter() - t0, out_dir)

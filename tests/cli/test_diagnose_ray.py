@@ -140,7 +140,7 @@ def test_a_killed_worker_still_gives_every_study_once(inputs: tuple[Path, Path],
     assert not totals.problems
     assert sorted(p.stem for p in (out / "records").glob("*.json")) == sorted(CASES)
     assert not list(out.rglob(".*.tmp*"))  # no half-written file
-    write_summaries(out, totals.problems, diagnose=True, boxes=False)
+    write_summaries(out, totals.problems, diagnose=True)
     assert (out / "diagnoses.csv").read_text() == (local_out / "diagnoses.csv").read_text()
     assert not [a for a in ray_cluster.util.list_named_actors() if a.startswith(ACTOR_PREFIX)]  # all stopped
 

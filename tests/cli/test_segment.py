@@ -156,6 +156,10 @@ def test_prompt_finds_the_lesion_and_rejects_other_domains(tmp_path: Path, defau
     assert all(1 <= int(r["rank"]) <= 3 for r in proposed)
     # the proposed boxes read back as --boxes input
     assert set(read_boxes_csv(out / "boxes.csv").by_case) == set(PH2_SAMPLES)
+    # redone from the user's boxes, no image was segmented from stage 1's: its boxes.csv goes
+    code, output = _run(str(images), "-o", str(out), "--boxes", str(SAMPLES / "boxes.csv"), "--overwrite")
+    assert code == 0, output
+    assert not (out / "boxes.csv").exists()
 
     out = tmp_path / "colon"
     code, output = _run(str(images), "-o", str(out), "--prompt", "polyp")

@@ -159,7 +159,7 @@ def ct_work_out(ibsi_phantom_root: Path, lidc_root: Path, tmp_path_factory: pyte
         work = VolumeStudyWork(root / "out", VolumeSegmenter(SegmenterPredictor(load_segmenter("ct"))),
                                StudyPoints.read(root / "points.csv"), model_name="ct")
         outcome = work.process(items)
-        write_summaries(root / "out", outcome.problems, diagnose=False, boxes=False)
+        write_summaries(root / "out", outcome.problems, diagnose=False)
         again = work.process(items)
         assert again.written == () and set(again.found_done) == set(outcome.written)
         bad = VolumeStudyWork(root / "out_bad", work.segmenter, StudyPoints.read(root / "points_bad.csv"),
