@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from radvlsm.fusion.head import DiagnosisHead
     from radvlsm.fusion.volume import VolumeDiagnoser
     from radvlsm.pipeline.executor import RunTotals
-    from radvlsm.pipeline.inputs import InputItem
+    from radvlsm.pipeline.inputs import InputItem, InputProblem
     from radvlsm.pipeline.modality import Modality
     from radvlsm.pipeline.segment import BoxFilePrompts, DiagnosisStep, PromptSource, Work
     from radvlsm.pipeline.volume import StudyPoints, VolumeStudyWork
@@ -250,19 +250,21 @@ def run_batch(
         raise typer.Exit(2) from exc
     ensure_output_folder(out)
     items, problems = discover_inputs(inputs)
+    items, problems = _outside(out, items, problems)
     known = {it.case_id for it in items}
+    unused: list[InputProblem] = []  # rows of the prompt files that name no input
     if box_file is not None:
         for cid in sorted(set(box_file.boxes.by_case) - known):
             row = box_file.boxes.by_case[cid][0]
-            problems.append(InputProblem(boxes, f"line {row.line}: image {row.image!r} is not among the inputs"))
+            unused.append(InputProblem(boxes, f"line {row.line}: image {row.image!r} is not among the inputs"))
     if study_points is not None and points is not None:
-        problems += [InputProblem(points, f"study {cid!r} is not among the inputs")
-                     for cid in sorted(study_points.studies() - known)]
+        unused += [InputProblem(points, f"study {cid!r} is not among the inputs")
+                   for cid in sorted(study_points.studies() - known)]
     if not items:
         log.error("no input images found in %s", ", ".join(map(str, inputs)))
         raise typer.Exit(1)
     groups = group_by_modality(items, modality)
-    failed: list[InputProblem] = list(problems)
+    failed: list[InputProblem] = [*problems, *unused]
     written = skipped = 0
     ran = False
     group_errors: list[str] = []
@@ -316,12 +318,32 @@ def run_batch(
     seconds = time.perf_counter() - t0
     if diagnose:
         log.info("diagnoses → %s", out / "diagnoses.csv")
-    log.info("%d image(s) segmented, %d already done, %d failed in %.1f s (%.1f images/s) → %s", written, skipped,
-             len(failed), seconds, written / seconds if seconds > 0 else float("nan"), out)
+    log.info("%d image(s) segmented, %d already done, %d failed%s in %.1f s (%.1f images/s) → %s", written, skipped,
+             len(failed) - len(unused), f", {len(unused)} prompt row(s) for no input" if unused else "", seconds,
+             written / seconds if seconds > 0 else float("nan"), out)
     if failed:
         log.warning("failed inputs (also in %s):", out / "errors.csv")
         for p in failed:
             log.warning("  %s: %s", p.path, p.reason)
+
+
+def _outside(out: Path, items: list[InputItem], problems: list[InputProblem]
+             ) -> tuple[list[InputItem], list[InputProblem]]:
+    """Leave out what lies in the output folder's own subfolders (an input folder that holds the output folder):
+    its masks and overlays are this command's outputs, not inputs."""
+    from radvlsm.pipeline.outputs import OutputFolder
+
+    roots = [d.resolve() for d in OutputFolder(out).written_folders]
+
+    def written(p: Path) -> bool:
+        r = p.resolve()
+        return any(r.is_relative_to(d) for d in roots)
+
+    kept = [it for it in items if not written(it.path)]
+    if len(kept) < len(items):
+        log.info("%d file(s) in the output folder's masks/, overlays/, seg/ left out of the inputs",
+                 len(items) - len(kept))
+    return kept, [p for p in problems if not written(p.path)]
 
 
 @dataclass(frozen=True)

@@ -179,8 +179,17 @@ class OutputFolder:
     def volume_mask_path(self, case_id: str) -> Path:
         return self.masks / f"{case_id}.nii.gz"
 
+    @property
+    def seg(self) -> Path:
+        return self.root / "seg"
+
+    @property
+    def written_folders(self) -> tuple[Path, ...]:
+        """The subfolders this output folder writes files into (masks, overlays, records, DICOM SEG)."""
+        return (self.masks, self.overlays, self.records, self.seg)
+
     def seg_path(self, case_id: str) -> Path:
-        return self.root / "seg" / f"{case_id}.dcm"
+        return self.seg / f"{case_id}.dcm"
 
     def overlay_path(self, case_id: str) -> Path:
         return self.overlays / f"{case_id}.png"

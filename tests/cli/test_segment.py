@@ -111,6 +111,15 @@ def test_batch_goes_on_past_bad_files(tmp_path: Path, default_segmenter: None) -
     assert "truncated" in reasons["truncated.jpg"].lower()
     assert "empty" in reasons["empty.png"].lower()
     assert "not_an_input" in reasons["boxes.csv"]
+    assert "2 image(s) segmented, 0 already done, 2 failed, 1 prompt row(s) for no input" in output
+
+    # the input folder as the output folder: a rerun does not take the masks and overlays for inputs
+    for _ in range(2):
+        code, output = _run(str(images), "-o", str(images), "--boxes", str(boxes))
+        assert code == 0, output
+    assert set(_rows(images / "results.csv")) == {"IMD009", "cju0rx1idathl0835detmsp84"}
+    assert "2 already done, 2 failed" in output
+    assert {Path(k).name for k in _rows(images / "errors.csv", "input")} == {"truncated.jpg", "empty.png", "boxes.csv"}
 
 
 def test_option_errors(tmp_path: Path) -> None:
