@@ -77,8 +77,9 @@ SpacingOpt = Annotated[
     str | None,
     typer.Option(
         "--spacing",
-        help="Pixel size in mm per array axis, comma-separated, e.g. 0.5,0.5 (row, column); distances are "
-        "then in mm. Default: the header spacing of volume files, pixels for plain images.",
+        help="Pixel size in mm per array axis, comma-separated, e.g. 0.5,0.5 (row, column), or one value for "
+        "every axis; distances are then in mm. Default: the header spacing of volume files, pixels for plain "
+        "images.",
     ),
 ]
 

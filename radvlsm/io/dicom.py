@@ -508,7 +508,11 @@ def _vector(ds: Dataset, keyword: str, n: int, path: Path) -> np.ndarray:
 def _make_slice(path: Path, ds: Dataset) -> _Slice:
     spacing = _pixel_spacing(ds, path)
     if spacing is None:
-        raise ImageReadError(path, "cannot build a volume: the slice has no PixelSpacing")
+        given = ds.get("PixelSpacing")
+        values = ", ".join(map(str, given if isinstance(given, list | tuple | MultiValue) else [given]))
+        what = "no PixelSpacing" if given is None else f"no usable PixelSpacing (it holds {values}; two " \
+            "positive numbers in mm are needed)"
+        raise ImageReadError(path, f"cannot build a volume: the slice has {what}")
     return _Slice(
         path=path,
         ds=ds,

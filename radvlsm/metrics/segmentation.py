@@ -103,6 +103,8 @@ def _check_spacing(spacing: Sequence[float] | None, ndim: int) -> tuple[float, .
     if spacing is None:
         return None
     sp = tuple(float(s) for s in spacing)
+    if len(sp) == 1:  # one value: the same for every axis
+        sp = sp * ndim
     if len(sp) != ndim:
         raise ValueError(
             f"spacing has {len(sp)} values {sp} but the masks have {ndim} axes: give one spacing per "
@@ -242,7 +244,8 @@ def score_masks(
 
     Args:
         pred, gt: same-shape masks, ``(H, W)`` or ``(Z, Y, X)``; non-zero is foreground.
-        spacing: pixel size per array axis in mm (array order), or ``None`` to work in pixels.
+        spacing: pixel size per array axis in mm (array order; one value: every axis), or ``None`` to work in
+            pixels.
 
     Raises:
         ValueError: the shapes differ (the message gives both), or the spacing is invalid.

@@ -484,7 +484,9 @@ class VolumeSegmenter:
         depth, height, width = hu.shape
         zr = box.slices(depth)
         if len(zr) == 0 or box.x1 <= 0 or box.y1 <= 0 or box.x0 >= width or box.y0 >= height:
-            raise InputError(volume.path, f"the prompt box {box} lies outside the volume {hu.shape[::-1]} (x, y, z)")
+            where = f"x {box.x0:.1f}..{box.x1:.1f}, y {box.y0:.1f}..{box.y1:.1f}, z {box.z0:.1f}..{box.z1:.1f}"
+            size = "x".join(map(str, hu.shape[::-1]))
+            raise InputError(volume.path, f"its box (voxels {where}) lies outside the volume ({size} voxels)")
         prompt = box.xy
         mask = np.zeros(hu.shape, dtype=bool)
         results: list[SliceResult] = []

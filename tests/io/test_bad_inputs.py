@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 
@@ -154,6 +155,15 @@ def sheared_series(tmp: Path, make) -> tuple[Path, Reader]:
 def irregular_series(tmp: Path, make) -> tuple[Path, Reader]:
     zs = [0.0, 2.5, 5.0, 8.5, 11.0, 13.5, 16.0]  # one 3.5 mm step: below the missing-slice factor, off grid
     return make.ct_series(tmp / "irregular", 7, positions=[(0.0, 0.0, z) for z in zs]), _img
+
+
+def zero_spacing_series(tmp: Path, make) -> tuple[Path, Reader]:
+    folder = make.ct_series(tmp / "zero_spacing", 3)
+    for f in folder.iterdir():
+        ds = pydicom.dcmread(f)
+        ds.PixelSpacing = [0, 0]
+        ds.save_as(f)
+    return folder, _img
 
 
 def mixed_orientation(tmp: Path, make) -> tuple[Path, Reader]:
@@ -301,6 +311,7 @@ BAD: dict[str, Bad] = {
     "two_series_one_folder": Bad(two_series, "the folder holds 2 image series"),
     "sheared_series": Bad(sheared_series, "not stacked along their normal"),
     "irregular_spacing": Bad(irregular_series, "irregular slice spacing"),
+    "zero_pixel_spacing": Bad(zero_spacing_series, "no usable PixelSpacing (it holds 0.0, 0.0; two positive numbers"),
     "localizer_in_series": Bad(mixed_orientation, "slices differ in ImageOrientationPatient"),
     "corrupt_file_in_series": Bad(corrupt_file_in_series, "IMG0001.dcm: not a DICOM file"),
     "truncated_slice_in_series": Bad(truncated_last_slice, "IMG0003.dcm: DICOM file has no pixel data although"),

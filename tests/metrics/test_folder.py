@@ -108,6 +108,9 @@ def test_spacing_of_wrong_length_is_an_error_row(folders: tuple[Path, Path]) -> 
     assert all("spacing" in c.reason for c in ev.cases if c.case_id in "abc")
     with pytest.raises(ValueError, match="positive"):
         evaluate_folders(*folders, spacing=(1.0, -1.0))
+    # one value serves every axis
+    one, two = evaluate_folders(*folders, spacing=(0.5,)), evaluate_folders(*folders, spacing=(0.5, 0.5))
+    assert [c.hd95 for c in one.cases] == [c.hd95 for c in two.cases] and one.evaluated
 
 
 def test_missing_folder(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ segmented volume keeping the volume's shape and geometry."""
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -250,6 +251,7 @@ def test_points_csv_to_nifti_masks_in_the_volume_geometry(lidc_root: Path, tmp_p
     with pytest.raises(InputError, match=r"nodule 2 at \(9999, 9999, 9999\) mm: .*outside the volume") as exc:
         segment_nodules(vol, points, seg)
     assert exc.value.path == vol.path
+    assert "VoxelBox" not in str(exc.value) and re.search(r"its box \(voxels x [-\d.]+\.\.[-\d.]+, y ", str(exc.value))
     [res] = segment_nodules(vol, points[:1], seg)
     out = write_nifti_mask(tmp_path / "mask.nii.gz", res.mask, res.geometry)
     back = read_mask(out, like=vol)  # read_mask checks shape and geometry against the volume
