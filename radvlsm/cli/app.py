@@ -34,44 +34,30 @@ def _root(
 
 
 def _register() -> None:
-    """Attach the commands. Imported here, not at module top, so each command module stays independent.
+    """Attach the commands, in the order ``radvlsm --help`` lists them.
 
-    ``short_help`` is the one line of ``radvlsm --help``; each command's own ``--help`` gives its whole docstring.
+    Each command's module is imported here, not at module top, so that each stays independent. The text beside a
+    command is the one line of ``radvlsm --help`` (``short_help``); its own ``--help`` gives its whole docstring.
     """
-    from radvlsm.cli import evaluate as _ev
+    from radvlsm.cli import evaluate, radiomics, report, segment, train
 
-    app.command("evaluate", short_help="Score predicted masks against reference masks (Dice, IoU, HD95, ASSD).")(
-        _ev.evaluate
+    commands = (
+        (app, "evaluate", evaluate.evaluate,
+         "Score predicted masks against reference masks (Dice, IoU, HD95, ASSD)."),
+        (train_app, "segmenter", train.segmenter, None),
+        (train_app, "localizer", train.localizer, None),
+        (train_app, "diagnoser", train.diagnoser,
+         "Train the diagnosis head of one task (PH2 dermoscopy, breast ultrasound, LIDC CT)."),
+        (app, "segment", segment.segment, "Lesion masks from box prompts, a text prompt, or CT nodule positions."),
+        (app, "diagnose", segment.diagnose,
+         "Segment, then diagnose each lesion: class probabilities in diagnoses.csv."),
+        (app, "radiomics", radiomics.radiomics,
+         "pyradiomics features of each lesion mask, one CSV row per case (resumable)."),
+        (app, "report", report.report,
+         "Findings and reports (JSON, Markdown, HTML) of images or of an output folder."),
     )
-
-    from radvlsm.cli import train as _train
-
-    train_app.command("segmenter")(_train.segmenter)
-    train_app.command("localizer")(_train.localizer)
-    train_app.command(
-        "diagnoser", short_help="Train the diagnosis head of one task (PH2 dermoscopy, breast ultrasound, LIDC CT)."
-    )(_train.diagnoser)
-
-    from radvlsm.cli import segment as _segment
-
-    app.command(
-        "segment", short_help="Lesion masks from box prompts, a text prompt, or CT nodule positions."
-    )(_segment.segment)
-    app.command(
-        "diagnose", short_help="Segment, then diagnose each lesion: class probabilities in diagnoses.csv."
-    )(_segment.diagnose)
-
-    from radvlsm.cli import radiomics as _radiomics
-
-    app.command(
-        "radiomics", short_help="pyradiomics features of each lesion mask, one CSV row per case (resumable)."
-    )(_radiomics.radiomics)
-
-    from radvlsm.cli import report as _report
-
-    app.command(
-        "report", short_help="Findings and reports (JSON, Markdown, HTML) of images or of an output folder."
-    )(_report.report)
+    for parent, name, function, short_help in commands:
+        parent.command(name, short_help=short_help)(function)
 
 
 _register()
