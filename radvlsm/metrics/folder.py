@@ -27,7 +27,7 @@ from typing import Literal
 import numpy as np
 
 from radvlsm.errors import InputError, RadvlsmError
-from radvlsm.io import case_stem, geometry_difference, read_image, read_mask
+from radvlsm.io import ImageRecord, case_stem, geometry_difference, read_image, read_mask
 from radvlsm.metrics.segmentation import score_masks
 
 __all__ = [
@@ -219,11 +219,11 @@ def list_masks(folder: str | Path) -> dict[str, list[Path]]:
     return found
 
 
-def _header_spacing(path: Path, ndim: int) -> tuple[float, ...] | None:
-    """Pixel spacing (mm, array order) the file's header gives, for volume formats; ``None`` for rasters."""
-    if _suffix(path) in _RASTER_SUFFIXES:
+def _header_spacing(rec: ImageRecord | None, ndim: int) -> tuple[float, ...] | None:
+    """Pixel spacing (mm, array order) the header of a volume-format file gives (``rec``: the file read);
+    ``None`` for rasters (``rec`` is ``None``)."""
+    if rec is None:
         return None
-    rec = read_image(path)
     spacing: tuple[float, ...] | None = None
     if rec.geometry is not None:
         spacing = tuple(float(s) for s in reversed(rec.geometry.spacing))  # (x, y, z) → (z, y, x)
@@ -264,17 +264,16 @@ def evaluate_case(
                 f"{_describe_shape(gt.shape)}",
                 **files,
             )
-        if spacing is None and _suffix(gt_path) not in _RASTER_SUFFIXES:
-            gt_geo, pred_geo = read_image(gt_path).geometry, read_image(pred_path).geometry
-            diff = geometry_difference(pred_geo, gt_geo) if gt_geo and pred_geo else None
-            if gt_geo is not None and pred_geo is None:
-                diff = "pred mask has no volume geometry"
+        gt_rec = None if _suffix(gt_path) in _RASTER_SUFFIXES else read_image(gt_path)
+        if spacing is None and gt_rec is not None and gt_rec.geometry is not None:
+            pred_geo = read_image(pred_path).geometry
+            diff = geometry_difference(pred_geo, gt_rec.geometry) if pred_geo else "pred mask has no volume geometry"
             if diff is not None:
                 return CaseResult(
                     case_id, "error", reason=f"geometry mismatch: pred and gt masks lie on different grids ({diff})",
                     **files,
                 )
-        sp = tuple(spacing) if spacing is not None else _header_spacing(gt_path, gt.ndim)
+        sp = tuple(spacing) if spacing is not None else _header_spacing(gt_rec, gt.ndim)
         side = "metrics"
         s = score_masks(pred, gt, sp)
     except RadvlsmError as exc:
