@@ -341,8 +341,26 @@ def _units_named(text: str) -> set[str]:
     return named
 
 
+#: Words that deny or dismiss a finding: the prose may use each no more often than the template does.
+_NEGATIONS = ("no", "not", "none", "without", "absent", "absence", "negative", "excluded", "ruled", "unremarkable",
+              "normal", "neither", "nor", "never", "lacks", "lacking", "free")
+#: Terms of a diagnosis: every one the template states must be stated by the prose too.
+_DIAGNOSIS_TERMS = ("melanoma", "nevus", "atypical", "common", "benign", "malignant", "suspicious", "adenoma")
+
+
+def _negations(text: str) -> dict[str, int]:
+    words = re.findall(r"[a-z']+", _normalise(text))
+    return {w: words.count(w) for w in _NEGATIONS if w in words} | {
+        "n't": sum(w.endswith("n't") for w in words)}
+
+
 def check_prose(prose: str, template: str, secret: str | None = None) -> str | None:
-    """``None`` when ``prose`` states nothing beyond ``template``, else the reason it is rejected."""
+    """``None`` when ``prose`` states nothing beyond ``template``, else the reason it is rejected.
+
+    Rejected: numbers, units or finding terms the template does not state; a word that denies or dismisses a
+    finding ("no", "not", "unremarkable" …) used more often than in the template; a diagnosis term of the
+    template ("melanoma", "malignant" …) left out.
+    """
     text = prose.strip()
     if len(text) < 20:
         return "the prose is empty or too short"
@@ -376,6 +394,13 @@ def check_prose(prose: str, template: str, secret: str | None = None) -> str | N
     extra = sorted(stated - allowed)
     if extra:
         return f"the prose names a finding the template does not state: {', '.join(extra)}"
+    template_negations = _negations(template)
+    denied = sorted(w for w, n in _negations(text).items() if n > template_negations.get(w, 0))
+    if denied:
+        return f"the prose denies or dismisses something the template does not ({', '.join(denied)})"
+    dropped = sorted(t for t in _DIAGNOSIS_TERMS if t in extract_terms(template) and t not in stated)
+    if dropped:
+        return f"the prose leaves out the diagnosis the template states ({', '.join(dropped)})"
     return None
 
 

@@ -167,6 +167,16 @@ def test_prose_that_adds_or_changes_a_fact_is_rejected(change: tuple[str, str], 
     assert reason is not None and why in reason
 
 
+@pytest.mark.parametrize(("prose", "why"), [
+    ("One lesion was segmented. There is no malignancy; the lesion is not melanoma.", "denies"),
+    ("Findings unremarkable. One lesion was segmented, nothing further to add.", "denies"),
+    ("One lesion was segmented; the lesion area is 132.4 mm² and its longest diameter 14.2 mm.", "leaves out"),
+])
+def test_prose_that_denies_or_drops_the_diagnosis_is_rejected(prose: str, why: str) -> None:
+    reason = check_prose(prose, TEMPLATE)
+    assert reason is not None and why in reason, reason
+
+
 def test_laterality_and_location_are_rejected() -> None:
     assert "left" in check_prose(TEMPLATE + " The lesion is on the left.", TEMPLATE)
     assert "location" in check_prose(TEMPLATE + " It lies in the upper outer quadrant.", TEMPLATE)
