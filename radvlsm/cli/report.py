@@ -88,8 +88,9 @@ def report(
     mod = modality.strip().lower()
     if mod != "auto" and mod not in MODALITIES:
         raise typer.BadParameter(f"choose auto, {', '.join(MODALITIES)}; not {modality!r}", param_hint="--modality")
-    if pixel_spacing is not None and pixel_spacing <= 0:
-        raise typer.BadParameter("must be positive", param_hint="--pixel-spacing")
+    if pixel_spacing is not None and not 1e-4 <= pixel_spacing <= 100:
+        raise typer.BadParameter(f"{pixel_spacing:g} mm is not a pixel spacing: give one between 0.0001 and 100 mm",
+                                 param_hint="--pixel-spacing")
     try:
         llm_cfg = LlmConfig.resolve(llm_url, llm_model, llm_api_key, llm_timeout)
     except ValueError as exc:

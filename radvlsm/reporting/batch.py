@@ -322,6 +322,7 @@ def run_reports(
         if not settings.overwrite and out.is_done(job.case_id):
             skipped += 1
         else:
+            reason: str | None = None
             try:
                 record = report_case(job, out, settings, (diagnoses or {}).get(job.case_id), llm)
                 written += 1
@@ -330,6 +331,9 @@ def run_reports(
                 reason = str(exc)
                 for prefix in (f"{job.image}: ", f"{job.mask}: "):
                     reason = reason.removeprefix(prefix)
+            except Exception as exc:  # noqa: BLE001 (one case's unexpected failure must not stop the batch)
+                reason = f"the report failed ({type(exc).__name__}: {exc}); please report this as a bug"
+            if reason is not None:
                 log.warning("%s: %s", job.image, reason)
                 failed.append(InputProblem(job.image, reason))
         if on_progress:

@@ -131,6 +131,9 @@ def test_bad_options(images_and_masks: tuple[Path, Path], tmp_path: Path) -> Non
     assert code == 2 and "--modality" in output
     code, output = _run(str(images), "--masks", str(masks), "-o", str(tmp_path / "o"), "--llm-model", "m")
     assert code == 2 and "URL" in output
+    for value in ("1e-12", "inf", "1e12"):
+        code, output = _run(str(images), "--masks", str(masks), "-o", str(tmp_path / "o"), "--pixel-spacing", value)
+        assert code == 2 and "--pixel-spacing" in output, value
 
 
 def test_api_key_from_the_environment_is_never_logged_or_written(images_and_masks: tuple[Path, Path],
