@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from radvlsm.cli.logsetup import console
+from radvlsm.cli.outdir import check_output_folder
 from radvlsm.data.paths import shared_datasets_root
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ def segmenter(
     root = data or shared_datasets_root()
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, threads=threads, model=SegmenterConfig(box_prior=box_prior),
                       domain=dom, init_from=init_from, lr=lr, upright=dom is TrainingDomain.ULTRASOUND)
+    _prepare_run(out, resume)
     try:
         train_segmenter(root, out, cfg, resume=resume, console=console)
     except RadvlsmError as exc:
@@ -63,6 +65,13 @@ def segmenter(
         raise typer.Exit(2) from exc
     if export is not None:
         _export(out / "final", export)
+
+
+def _prepare_run(out: Path, resume: bool) -> None:
+    """The run folder is a folder or can be made one (exit 2 otherwise); ``--resume`` without a checkpoint says so."""
+    check_output_folder(out)
+    if resume and not (out / "checkpoint.pt").is_file():
+        log.warning("--resume: no checkpoint.pt in %s, so the run starts from the first epoch", out)
 
 
 def _domain(value: str) -> TrainingDomain:
@@ -133,6 +142,7 @@ def localizer(
                                image_branch=image_branch, branch_lr_scale=branch_lr_scale,
                                normal_repeat=normal_repeat, normal_rejection=normal_rejection or None,
                                model=LocalizerConfig(map_context_blocks=context_blocks))
+    _prepare_run(out, resume)
     try:
         seg = load_segmenter(segmenter_spec)
         train_localizer(seg, root, out, cfg, resume=resume, console=console, segmenter_name=segmenter_spec)
@@ -188,6 +198,7 @@ def diagnoser(
     torch.set_num_threads(threads)
     root = data or shared_datasets_root()
     cfg = DiagnoserConfig(masks=MaskMode(masks), head=HeadConfig(threads=threads), task=TASKS[task_name])
+    check_output_folder(out)
     try:
         seg = load_segmenter(segmenter_spec)
         report = train_diagnoser(root, out, seg, cfg, segmenter_name=segmenter_spec, console=console)

@@ -56,3 +56,11 @@ def test_missing_ultrasound_dataset(small_segmenter: Path, tmp_path: Path) -> No
                         str(tmp_path / "datasets"), "--out", str(tmp_path / "run"))
     assert code == 2 and f"{tmp_path / 'datasets' / 'busi'}:notadatasetfolder" in output
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("recipe", ["segmenter", "localizer", "diagnoser"])
+def test_an_output_that_is_a_file_is_refused_before_any_work(recipe: str, tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    for out, why in ((tmp_path / "afile", "isafile"), (tmp_path / "afile" / "run", "cannotcreatetheoutputfolder")):
+        result = CliRunner().invoke(app, ["train", recipe, "--threads", "1", "--out", str(out)])
+        assert result.exit_code == 2 and why in "".join(result.output.split()), result.output
