@@ -107,7 +107,14 @@ class ModelChoice:
 
 
 def check_head_segmenter(head: DiagnosisHead, seg: LesionSegmenter, head_spec: str, model_spec: str) -> None:
-    """Fail early when the head's visual features cannot come from this segmenter (another embedding size)."""
+    """Fail early when the head was trained on another segmenter's masks and features (its recorded fingerprint
+    differs), or when its visual features cannot come from this segmenter (another embedding size)."""
+    from radvlsm.fusion.train import segmenter_fingerprint
+
+    if head.segmenter_fingerprint and head.segmenter_fingerprint != (got := segmenter_fingerprint(seg)):
+        raise ConfigError(f"{head_spec}: the diagnosis head was trained on the masks and visual features of the "
+                          f"segmenter with fingerprint {head.segmenter_fingerprint}, not of {model_spec!r} "
+                          f"({got}); use the head trained with this segmenter (radvlsm train diagnoser --segmenter)")
     visual = [n for n in head.feature_names if n.startswith("visual_")]
     n_seg = 2 * seg.config.embed_dim
     beyond = [n for n in visual if not n.removeprefix("visual_").isdigit() or int(n.removeprefix("visual_")) >= n_seg]

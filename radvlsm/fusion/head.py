@@ -75,6 +75,9 @@ class DiagnosisHead:
     booster: xgb.Booster
     config: HeadConfig = field(default_factory=HeadConfig)
     malignant_classes: tuple[str, ...] = ()
+    #: :func:`radvlsm.fusion.train.segmenter_fingerprint` of the segmenter whose masks and visual features the
+    #: head was trained on; empty when not recorded
+    segmenter_fingerprint: str = ""
 
     def malignant_probability(self, probs: np.ndarray) -> np.ndarray:
         """``(n,)`` summed probability of the malignant classes (NaN when the head names none)."""
@@ -115,6 +118,7 @@ class DiagnosisHead:
             "temperature": self.temperature,
             "config": asdict(self.config),
             "malignant_classes": list(self.malignant_classes),
+            "segmenter_fingerprint": self.segmenter_fingerprint,
             "xgboost": xgb.__version__,
         }
         with atomic_write(out / HEAD_FILE) as fh:
@@ -144,6 +148,7 @@ class DiagnosisHead:
             selected=np.asarray(meta["selected"], dtype=int), temperature=float(meta["temperature"]),
             booster=booster, config=HeadConfig(**meta["config"]),
             malignant_classes=tuple(meta.get("malignant_classes", ())),
+            segmenter_fingerprint=str(meta.get("segmenter_fingerprint", "")),
         )
 
 

@@ -617,6 +617,7 @@ def train_diagnoser(
         cols = select_groups(names, ablations[gcv.shipped])
         head = fit_head(X[dev][:, cols], y[dev], [names[i] for i in cols], task.classes, cfg.head,
                         malignant_classes=task.malignant)
+        head = replace(head, segmenter_fingerprint=fingerprint)
         final_dir = head.save(out_dir / FINAL_DIR)
         progress.advance(bar)
         # out-of-fold probabilities of the CV folds; the shipped head's on the test fold
@@ -866,7 +867,8 @@ def model_card(r: DiagnoserReport, head: DiagnosisHead, task: DiagnosisTask = PH
         f"margins). Classes: {', '.join(head.classes)}; malignant: {', '.join(head.malignant_classes)}. "
         "Files: `head.json` + `booster.json` (xgboost's JSON), no pickle.\n\n"
         f"It must be used with the segmenter it was trained with: `{r.segmenter}` (fingerprint "
-        f"{r.segmenter_fingerprint}); another segmenter gives other masks and visual features.\n\n"
+        f"{r.segmenter_fingerprint}); another segmenter gives other masks and visual features. `head.json` "
+        "records the fingerprint, and `radvlsm diagnose` refuses the head with another segmenter.\n\n"
         "## Data\n\n"
         f"{task.dataset}, {r.n_cases} cases used ({_class_counts(r)}); left out: {', '.join(r.missing) or 'none'}."
         f"\n\n{_masks_sentence(r, task)}\n\n"

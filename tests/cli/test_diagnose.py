@@ -4,7 +4,9 @@ PH2 cases (CliRunner; output holds stdout and stderr)."""
 from __future__ import annotations
 
 import csv
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -126,8 +128,28 @@ def test_diagnose_refuses_a_head_of_another_segmenter(head_dir: Path, tmp_path: 
     other = save_segmenter(build_from_config(small), tmp_path / "small-segmenter")
     code, output = _run(str(SAMPLES / "images"), "-o", str(tmp_path / "out"), "--boxes",
                         str(SAMPLES / "boxes.csv"), "--model", str(other), "--head", str(head_dir))
+    assert DiagnosisHead.load(head_dir).segmenter_fingerprint  # the recipe records its segmenter
+    assert code == 2 and "segmenterwithfingerprint" in _squeeze(output)
+    # a head that records no segmenter (older heads): still refused when its visual features cannot fit
+    unrecorded = tmp_path / "unrecorded-head"
+    shutil.copytree(head_dir, unrecorded)
+    meta = json.loads((unrecorded / "head.json").read_text(encoding="utf-8"))
+    meta["segmenter_fingerprint"] = ""
+    (unrecorded / "head.json").write_text(json.dumps(meta), encoding="utf-8")
+    code, output = _run(str(SAMPLES / "images"), "-o", str(tmp_path / "out"), "--boxes",
+                        str(SAMPLES / "boxes.csv"), "--model", str(other), "--head", str(unrecorded))
     assert any(n.startswith("visual_") for n in DiagnosisHead.load(head_dir).feature_names)
     assert code == 2 and "readsvisualfeaturesupto" in _squeeze(output) and "gives64" in _squeeze(output)
+
+
+def test_a_shipped_head_is_refused_with_another_segmenter(tmp_path: Path) -> None:
+    """The ultrasound head's features are of the ultrasound segmenter: with the default one it would label skin
+    lesions from features it never saw; it records its segmenter, and diagnose refuses the pair before any work."""
+    for args in (("--head", "ultrasound"), ("--model", "default", "--head", "ct")):
+        code, output = _run(str(SAMPLES / "images"), "-o", str(tmp_path / "out"), "--boxes",
+                            str(SAMPLES / "boxes.csv"), "--modality", "dermoscopy", *args)
+        assert code == 2 and "trainedonthemasksandvisualfeaturesofthesegmenterwithfingerprint" in _squeeze(output)
+    assert not (tmp_path / "out" / "records").exists() or not any((tmp_path / "out" / "records").iterdir())
 
 
 def test_default_head_diagnoses_skin_only(tmp_path: Path) -> None:
