@@ -17,9 +17,7 @@ def ensure_output_folder(out: Path) -> None:
     Raises:
         typer.Exit: code 2, after logging which folder and why (a file of that name, no permission …).
     """
-    if out.exists() and not out.is_dir():
-        log.error("%s: is a file; the output must be a folder (-o/--out)", out)
-        raise typer.Exit(2)
+    check_output_folder(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
