@@ -6,9 +6,11 @@ import csv
 import shutil
 from pathlib import Path
 
+import pytest
+
 from radvlsm.pipeline.inputs import discover_inputs
 from radvlsm.pipeline.volume import StudyPoints, VolumeStudyWork
-from radvlsm.reporting.batch import ReportFolder, ReportSettings, collect_jobs, report_case
+from radvlsm.reporting.batch import ReportFolder, ReportJob, ReportSettings, collect_jobs, report_case
 
 
 def test_a_ct_study_from_segment_is_reported_as_ct(lidc_root: Path, tmp_path: Path) -> None:
@@ -65,3 +67,26 @@ def test_each_series_of_a_folder_is_reported_from_its_own_slices(ibsi_phantom_ro
     for cid, slices in (("two_s3", 20), ("two_s7", 14)):
         record = report_case(jobs[cid], ReportFolder(tmp_path / "rep"), ReportSettings(), None, None)
         assert record.findings.image_size == (slices, 201, 204), cid
+
+
+def test_an_unexpected_failure_of_one_case_is_listed_and_the_batch_goes_on(
+    ph2_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from radvlsm.reporting import batch
+
+    jobs = [ReportJob(c, ph2_root / "images" / f"{c}.jpg", ph2_root / "masks" / f"{c}.png")
+            for c in ("IMD002", "IMD003")]
+    real = batch.report_case
+
+    def flaky(job: ReportJob, *args: object, **kwargs: object) -> object:
+        if job.case_id == "IMD002":
+            raise AttributeError("'NoneType' object has no attribute 'reshape'")
+        return real(job, *args, **kwargs)
+
+    monkeypatch.setattr(batch, "report_case", flaky)
+    summary = batch.run_reports(jobs, tmp_path / "rep")
+    assert summary.written == 1
+    [failed] = summary.failed
+    assert failed.path.name == "IMD002.jpg" and "AttributeError" in failed.reason and "bug" in failed.reason
+    assert (tmp_path / "rep" / "reports" / "IMD003.html").is_file()
+    assert "IMD002" in summary.errors_csv.read_text(encoding="utf-8")
