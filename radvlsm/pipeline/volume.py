@@ -116,8 +116,8 @@ def load_volume(item: InputItem) -> ImageRecord | InputProblem:
     if rec.modality is not ImageModality.CT:
         return InputProblem(item.path, f"radvlsm's volume models are for CT; this study is "
                                        f"{getattr(rec.modality, 'value', rec.modality)}")
-    finite = np.isfinite(rec.pixels)
-    if not finite.all():
+    finite = np.isfinite(rec.pixels) if rec.pixels.dtype.kind == "f" else None  # integers are always finite
+    if finite is not None and not finite.all():
         n_bad = int(finite.size - np.count_nonzero(finite))
         if n_bad == finite.size:
             return InputProblem(item.path, "the volume has no finite voxel (all NaN or infinite): nothing to segment")
